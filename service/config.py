@@ -1,0 +1,113 @@
+"""Settings from ``IPEX_`` environment variables; none is needed for a local run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; it must not start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every ``IPEX_`` setting, with its default (the README's table lists them)."""
+
+    workers: int = 2
+    max_body_mb: float = 64.0
+    public_base_url: str | None = None
+    cds_auth: str | None = None
+    cds_issuers_file: str | None = None
+    api_issuers_file: str | None = None
+    fhir_timeout_s: float = 3.0
+    cds_budget_s: float = 5.0
+    fhir_max_pages: int = 20
+    state_db: str = "./var/ipex-screen.sqlite3"
+    cors_origins: tuple[str, ...] = ()
+    order_code: tuple[str, str, str] | None = None
+    log_level: str = "INFO"
+    profiles_dir: str | None = None
+    max_json_depth: int = 64
+    max_entries: int = 100_000
+    bind_host: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def order_coding(self) -> tuple[str, str] | None:
+        return (self.order_code[0], self.order_code[1]) if self.order_code else None
+
+
+def _order_code(value: str) -> tuple[str, str, str]:
+    parts = value.split("|")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ConfigError("IPEX_ORDER_CODE must be 'system|code|display'")
+    display = "|".join(parts[2:]) if len(parts) > 2 else ""
+    return parts[0], parts[1], display
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment; keyword overrides win (tests use them)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    get = env.get
+    if get("IPEX_WORKERS"):
+        values["workers"] = int(_number("IPEX_WORKERS", get("IPEX_WORKERS", ""), int))
+    if get("IPEX_MAX_BODY_MB"):
+        values["max_body_mb"] = _number("IPEX_MAX_BODY_MB", get("IPEX_MAX_BODY_MB", ""), float)
+    if get("IPEX_PUBLIC_BASE_URL"):
+        values["public_base_url"] = get("IPEX_PUBLIC_BASE_URL", "").rstrip("/")
+    if get("IPEX_CDS_AUTH"):
+        mode = get("IPEX_CDS_AUTH", "").strip().lower()
+        if mode not in ("jwt", "off"):
+            raise ConfigError("IPEX_CDS_AUTH must be 'jwt' or 'off'")
+        values["cds_auth"] = mode
+    for name, key in (("IPEX_CDS_ISSUERS_FILE", "cds_issuers_file"),
+                      ("IPEX_API_ISSUERS_FILE", "api_issuers_file"),
+                      ("IPEX_PROFILES_DIR", "profiles_dir")):
+        if get(name):
+            values[key] = get(name)
+    if get("IPEX_FHIR_TIMEOUT_S"):
+        values["fhir_timeout_s"] = _number("IPEX_FHIR_TIMEOUT_S", get("IPEX_FHIR_TIMEOUT_S", ""),
+                                           float)
+    if get("IPEX_CDS_BUDGET_S"):
+        values["cds_budget_s"] = _number("IPEX_CDS_BUDGET_S", get("IPEX_CDS_BUDGET_S", ""), float)
+    if get("IPEX_FHIR_MAX_PAGES"):
+        values["fhir_max_pages"] = int(_number("IPEX_FHIR_MAX_PAGES",
+                                               get("IPEX_FHIR_MAX_PAGES", ""), int))
+    if get("IPEX_STATE_DB"):
+        values["state_db"] = get("IPEX_STATE_DB")
+    if get("IPEX_CORS_ORIGINS"):
+        values["cors_origins"] = tuple(
+            o.strip().rstrip("/") for o in get("IPEX_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+    if get("IPEX_ORDER_CODE"):
+        values["order_code"] = _order_code(get("IPEX_ORDER_CODE", ""))
+    if get("IPEX_LOG_LEVEL"):
+        values["log_level"] = get("IPEX_LOG_LEVEL", "").upper()
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    values.update(overrides)
+    return replace(Settings(), **values)
+
+
+def default_profiles_dir() -> Path:
+    """Where the rules live: the installed ``fhir_profiles`` package."""
+    import fhir_profiles
+
+    return Path(fhir_profiles.__file__).parent

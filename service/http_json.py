@@ -1,0 +1,39 @@
+"""Reading and writing JSON bodies at the HTTP edge (shared by FHIR and CDS Hooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Request, Response
+
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = frozenset({"application/json", FHIR_JSON})
+
+
+def read_json(request: Request, *, max_bytes: int) -> Any:
+    """Parse a JSON body, refusing the wrong media type (415) and oversize bodies (413)."""
+    mimetype = request.mimetype
+    if mimetype not in JSON_TYPES:
+        shown = mimetype or "none"
+        raise UnsupportedMedia(
+            f"Content-Type must be application/fhir+json or application/json, got {shown}"
+        )
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+    if not data.strip():
+        raise BadRequest("the body is empty; send a FHIR Bundle as JSON")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_response(payload: Any, *, status: int = 200, mimetype: str = FHIR_JSON) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype=mimetype)

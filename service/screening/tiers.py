@@ -1,0 +1,84 @@
+"""The tier table (rules section 3): the first row whose every requirement is met wins.
+
+An age limit in a row applies to every criterion the row names; supporting
+features count only when they began before the rule set's supporting limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .findings import CategoryFinding, Findings
+from .ruleset import CriterionRef, Requirement, RuleSet, SupportingCount, TierRow
+
+
+@dataclass(frozen=True, slots=True)
+class MetRequirement:
+    """How one requirement of the winning row was met (for the rationale)."""
+
+    requirement: Requirement
+    met_by: tuple[CategoryFinding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TierDecision:
+    row: TierRow
+    met: tuple[MetRequirement, ...]
+
+    @property
+    def tier(self) -> str:
+        return self.row.tier
+
+
+def _began_before(finding: CategoryFinding, limit: dt.date | None) -> bool:
+    return limit is None or finding.onset_bound < limit
+
+
+def supporting_counted(
+    findings: Findings, rules: RuleSet, birth: dt.date | None
+) -> list[CategoryFinding]:
+    """Supporting features that count: begun before the supporting limit (24 months)."""
+    if birth is None:
+        return []
+    limit = rules.supporting_onset_before.date_reached(birth)
+    return [f for f in findings.supporting.values() if f.onset_bound < limit]
+
+
+def _meets(
+    requirement: Requirement,
+    findings: Findings,
+    rules: RuleSet,
+    birth: dt.date | None,
+) -> tuple[CategoryFinding, ...] | None:
+    limit: dt.date | None = None
+    if requirement.onset_before is not None:
+        if birth is None:
+            return None
+        limit = requirement.onset_before.date_reached(birth)
+    for alternative in requirement.any_of:
+        if isinstance(alternative, CriterionRef):
+            finding = findings.criteria.get(alternative.criterion)
+            if finding is not None and _began_before(finding, limit):
+                return (finding,)
+        elif isinstance(alternative, SupportingCount):
+            counted = [
+                f for f in supporting_counted(findings, rules, birth) if _began_before(f, limit)
+            ]
+            if len(counted) >= alternative.at_least:
+                return tuple(counted)
+    return None
+
+
+def decide_tier(findings: Findings, rules: RuleSet, birth: dt.date | None) -> TierDecision:
+    """Return the first row of the tier table that the findings meet."""
+    for row in rules.tiers:
+        met: list[MetRequirement] = []
+        for requirement in row.requirements:
+            by = _meets(requirement, findings, rules, birth)
+            if by is None:
+                break
+            met.append(MetRequirement(requirement, by))
+        else:
+            return TierDecision(row, tuple(met))
+    raise AssertionError("the rule set guarantees a final 'low' row")

@@ -1,0 +1,59 @@
+"""``ipex-screen serve``: the app under gunicorn, loaded once before the workers fork."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import load_settings
+
+log = logging.getLogger("ipex_screen")
+
+
+class _Server(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def warm_up(app: Any) -> None:
+    """Load the FHIR models and run one screening so the first real request is not slow."""
+    from .screening.warmup import WARM_UP_BUNDLE
+
+    runtime = app.extensions["ipex"]
+    runtime.screen(WARM_UP_BUNDLE)
+
+
+def serve(*, host: str, port: int, workers: int | None) -> int:
+    """Run gunicorn in the foreground until TERM or INT."""
+    settings = load_settings(bind_host=host)
+    from .app import create_app
+
+    app = create_app(settings=settings)
+    warm_up(app)
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers or settings.workers,
+        "worker_class": "sync",
+        "preload_app": True,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "limit_request_line": 8190,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "ipex-screen",
+    }
+    _Server(app, options).run()
+    return 0

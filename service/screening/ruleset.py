@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .dates import AgeLimit
+from .lab_rules import LabRules, LabRulesError, lab_evidence_ids, parse_lab_rules
 from .terminology import (
     SystemAliases,
     TerminologyError,
@@ -144,6 +145,7 @@ class RuleSet:
     value_sets: Mapping[str, ValueSetMatcher]
     labs: Mapping[str, Any] = field(default_factory=dict)
     observation_codes: frozenset[str] = frozenset()
+    lab_rules: LabRules | None = None
 
     def categories(self) -> Iterator[Category]:
         yield from self.criteria
@@ -403,6 +405,13 @@ def build_rule_set(
         value_sets=value_sets,
         labs=dict(labs_doc or {}),
     )
+    if labs_doc is not None:
+        try:
+            rules.lab_rules = parse_lab_rules(
+                labs_doc, categories=lab_evidence_ids(tuple(rules.categories()))
+            )
+        except LabRulesError as exc:
+            raise RuleSetError(f"lab rules (ipex-lab-rules.json): {exc}") from exc
     rules.observation_codes = frozenset(
         {
             suppression.gene_studied_loinc,

@@ -1,0 +1,425 @@
+"""The lab rules (``fhir_profiles/rules/ipex-lab-rules.json``) as typed, checked data.
+
+:func:`parse_lab_rules` runs once at start. It checks every field, that each scale
+unit is UCUM, that ``readCodes`` lists exactly the codes the labs read, that two
+scales of one lab with a molar mass give the same threshold, and that every lab
+evidence id the screening rules name is produced here (and no other). A problem
+raises :class:`LabRulesError` naming the lab and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .dates import AgeLimit
+from .units import UnitConverter, UnitError, normalise_unit, shared_converter
+
+if TYPE_CHECKING:
+    from .ruleset import Category
+
+Direction = Literal["above", "below", "both"]
+Positivity = Literal["fixed", "ordered", "shown"]
+_OPS = (">", ">=", "<", "<=")
+_MOLAR_AGREEMENT = 0.01  # paired mass/molar thresholds must agree within 1 %
+
+
+class LabRulesError(ValueError):
+    """The lab rule file is inconsistent; the service must not start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    op: str
+    value: float
+
+    def met(self, value: float) -> bool:
+        if self.op == ">":
+            return value > self.value
+        if self.op == ">=":
+            return value >= self.value
+        if self.op == "<":
+            return value < self.value
+        return value <= self.value
+
+    def describe(self, unit: str) -> str:
+        return f"{self.op} {self.value:g} {unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgeBand:
+    """A default limit that applies from an age (inclusive) until the next band."""
+
+    starts: AgeLimit
+    threshold: Threshold | None
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """One unit a lab is compared in, with its default limit (fixed or by age)."""
+
+    name: str
+    unit: str
+    threshold: Threshold | None
+    by_age: tuple[AgeBand, ...] = ()
+
+    def limit_for(
+        self, birth: dt.date | None, on: dt.date | None
+    ) -> tuple[Threshold | None, str | None]:
+        """The default limit for a result taken on ``on`` (with the age band's label)."""
+        if not self.by_age:
+            return self.threshold, None
+        if birth is None or on is None:
+            return None, None
+        chosen: AgeBand | None = None
+        for band in self.by_age:
+            if band.starts.date_reached(birth) <= on:
+                chosen = band
+        if chosen is None:
+            return None, None
+        return chosen.threshold, chosen.label
+
+
+@dataclass(frozen=True, slots=True)
+class LabDefinition:
+    id: str
+    display: str
+    codes: frozenset[str]
+    positivity: Positivity
+    direction: Direction
+    scales: tuple[Scale, ...]
+    convert_between_scales: bool
+    molar_mass: float | None
+    unit_aliases: Mapping[str, str]
+    counts_from_age: AgeLimit | None
+    part: str | None
+    otherwise: str | None
+    evidence: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """Lab evidence that needs results of several parts (e.g. hyperglycemia + antibody)."""
+
+    id: str
+    display: str
+    needs: tuple[str, ...]
+    missing: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interpretations:
+    systems: frozenset[str]
+    positive: frozenset[str]
+    negative: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CodedValues:
+    positive: frozenset[tuple[str, str]]
+    negative: frozenset[tuple[str, str]]
+    positive_text: frozenset[str]
+    negative_text: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LabRules:
+    """Everything the lab reader needs, looked up by LOINC code."""
+
+    version: str
+    labs: tuple[LabDefinition, ...]
+    by_code: Mapping[str, LabDefinition]
+    combinations: tuple[Combination, ...]
+    interpretations: Mapping[str, Interpretations]
+    coded_values: CodedValues
+    unit_aliases: Mapping[str, str]
+    categories: Mapping[str, Category]
+    read_codes: frozenset[str]
+    converter: UnitConverter
+
+    def spell(self, lab: LabDefinition, unit: str) -> str:
+        """The UCUM spelling of a unit as a lab sent it (aliases applied)."""
+        clean = normalise_unit(unit)
+        return lab.unit_aliases.get(clean) or self.unit_aliases.get(clean) or clean
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def _need(doc: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(doc, Mapping) or key not in doc:
+        raise LabRulesError(f"{where}: missing '{key}'")
+    return doc[key]
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise LabRulesError(f"{where}: expected a list of strings")
+    return tuple(value)
+
+
+def _aliases(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise LabRulesError(f"{where}: unitAliases must map a unit to its UCUM spelling")
+    return {normalise_unit(k): v for k, v in value.items()}
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise LabRulesError(f"{where}: convertBetweenScales must be true or false")
+    return value
+
+
+def _age(value: Any, where: str) -> AgeLimit:
+    if not isinstance(value, Mapping) or not isinstance(value.get("value"), int | float):
+        raise LabRulesError(f"{where}: an age needs a numeric 'value' and a 'unit'")
+    if value.get("unit") not in ("a", "mo", "wk", "d"):
+        raise LabRulesError(f"{where}: age unit must be one of a, mo, wk, d")
+    return AgeLimit(float(value["value"]), str(value["unit"]))
+
+
+def _threshold(value: Any, where: str) -> Threshold | None:
+    if value is None:
+        return None
+    op = _need(value, "op", where)
+    number = _need(value, "value", where)
+    if op not in _OPS or not isinstance(number, int | float) or isinstance(number, bool):
+        raise LabRulesError(f"{where}: a threshold is {{op: one of {_OPS}, value: number}}")
+    return Threshold(str(op), float(number))
+
+
+def _scale(doc: Any, converter: UnitConverter, where: str) -> Scale:
+    unit = str(_need(doc, "unit", where))
+    try:
+        converter.check(unit)
+    except UnitError as exc:
+        raise LabRulesError(f"{where}: {exc}") from None
+    bands = []
+    previous: float | None = None
+    for i, band in enumerate(doc.get("byAge") or []):
+        at = f"{where}.byAge[{i}]"
+        starts = _age(_need(band, "from", at), at)
+        # Compare band starts in days on a fixed birth date: the order must rise.
+        days = (starts.date_reached(dt.date(2000, 1, 1)) - dt.date(2000, 1, 1)).days
+        if previous is not None and days <= previous:
+            raise LabRulesError(f"{at}: age bands must be in rising order")
+        previous = days
+        bands.append(AgeBand(starts, _threshold(band.get("threshold"), at),
+                             str(_need(band, "label", at))))
+    threshold = _threshold(doc.get("threshold"), where)
+    if threshold is not None and bands:
+        raise LabRulesError(f"{where}: give either 'threshold' or 'byAge', not both")
+    return Scale(str(doc.get("name", unit)), unit, threshold, tuple(bands))
+
+
+def _check_molar_pairs(lab: LabDefinition, converter: UnitConverter, where: str) -> None:
+    """Paired mass and molar thresholds (126 mg/dL, 7.0 mmol/L) must mean the same."""
+    if lab.molar_mass is None:
+        return
+    mass = [s for s in lab.scales if s.threshold and converter.convertible(s.unit, "g/L")]
+    molar = [s for s in lab.scales if s.threshold and converter.convertible(s.unit, "mol/L")]
+    if not mass or not molar:
+        raise LabRulesError(f"{where}: a molarMass needs one mass and one molar scale")
+    for m in mass:
+        for n in molar:
+            assert m.threshold is not None and n.threshold is not None
+            grams = m.threshold.value * converter.factor(m.unit, "g/L")
+            moles = n.threshold.value * converter.factor(n.unit, "mol/L")
+            if abs(grams / lab.molar_mass - moles) > _MOLAR_AGREEMENT * moles:
+                raise LabRulesError(
+                    f"{where}: {m.threshold.describe(m.unit)} and "
+                    f"{n.threshold.describe(n.unit)} disagree at molar mass {lab.molar_mass}"
+                )
+
+
+def _lab(doc: Any, converter: UnitConverter, where: str) -> LabDefinition:
+    lab_id = str(_need(doc, "id", where))
+    where = f"{where} '{lab_id}'"
+    positivity = _need(doc, "positivity", where)
+    if positivity not in ("fixed", "ordered", "shown"):
+        raise LabRulesError(f"{where}: positivity must be fixed, ordered or shown")
+    direction = _need(doc, "direction", where)
+    if direction not in ("above", "below", "both"):
+        raise LabRulesError(f"{where}: direction must be above, below or both")
+    scales_doc = _need(doc, "scales", where)
+    if not isinstance(scales_doc, list) or not scales_doc:
+        raise LabRulesError(f"{where}: needs at least one scale")
+    scales = tuple(_scale(s, converter, f"{where}.scales[{i}]") for i, s in enumerate(scales_doc))
+    if positivity == "fixed" and any(s.threshold is None for s in scales):
+        raise LabRulesError(f"{where}: fixed positivity needs a threshold on every scale")
+    molar = doc.get("molarMass")
+    if molar is not None and (not isinstance(molar, int | float) or molar <= 0):
+        raise LabRulesError(f"{where}: molarMass must be a positive number (g/mol)")
+    from_age = doc.get("countsFromAge")
+    lab = LabDefinition(
+        id=lab_id,
+        display=str(_need(doc, "display", where)),
+        codes=frozenset(_strings(_need(doc, "codes", where), f"{where}.codes")),
+        positivity=positivity,
+        direction=direction,
+        scales=scales,
+        convert_between_scales=_flag(doc.get("convertBetweenScales", True), where),
+        molar_mass=float(molar) if molar is not None else None,
+        unit_aliases=_aliases(doc.get("unitAliases"), where),
+        counts_from_age=_age(from_age, f"{where}.countsFromAge") if from_age else None,
+        part=str(doc["part"]) if doc.get("part") else None,
+        otherwise=str(doc["otherwise"]) if doc.get("otherwise") else None,
+        evidence=str(doc["evidence"]) if doc.get("evidence") else None,
+    )
+    if positivity == "shown" and (lab.part or lab.evidence or lab.otherwise):
+        raise LabRulesError(f"{where}: a shown lab is not scored (no part or evidence)")
+    if positivity != "shown" and not (lab.part or lab.evidence):
+        raise LabRulesError(f"{where}: a scored lab needs a 'part' or an 'evidence' id")
+    _check_molar_pairs(lab, converter, where)
+    return lab
+
+
+def _interpretations(doc: Any) -> dict[str, Interpretations]:
+    systems = frozenset(_strings(_need(doc, "systems", "interpretation"), "interpretation.systems"))
+    result = {}
+    for direction in ("above", "below"):
+        item = _need(doc, direction, "interpretation")
+        where = f"interpretation.{direction}"
+        positive = frozenset(_strings(_need(item, "positive", where), where))
+        negative = frozenset(_strings(_need(item, "negative", where), where))
+        if positive & negative:
+            raise LabRulesError(f"{where}: {sorted(positive & negative)} are on both sides")
+        result[direction] = Interpretations(systems, positive, negative)
+    return result
+
+
+def _coded_values(doc: Any) -> CodedValues:
+    def codes(key: str) -> frozenset[tuple[str, str]]:
+        items = _need(doc, key, "codedValues")
+        if not isinstance(items, list):
+            raise LabRulesError(f"codedValues.{key}: expected a list of codings")
+        return frozenset(
+            (str(_need(c, "system", f"codedValues.{key}")), str(_need(c, "code", key)))
+            for c in items
+        )
+
+    positive, negative = codes("positive"), codes("negative")
+    if positive & negative:
+        raise LabRulesError("codedValues: a code is both positive and negative")
+    return CodedValues(
+        positive=positive,
+        negative=negative,
+        positive_text=frozenset(
+            t.lower() for t in _strings(_need(doc, "positiveText", "codedValues"), "positiveText")
+        ),
+        negative_text=frozenset(
+            t.lower() for t in _strings(_need(doc, "negativeText", "codedValues"), "negativeText")
+        ),
+    )
+
+
+def parse_lab_rules(
+    doc: Mapping[str, Any],
+    *,
+    categories: Mapping[str, Category],
+    converter: UnitConverter | None = None,
+) -> LabRules:
+    """Build and check the lab rules; ``categories`` maps each lab evidence id to its category."""
+    converter = converter or shared_converter()
+    if not isinstance(doc, Mapping):
+        raise LabRulesError("the lab rules must be a JSON object")
+    labs_doc = _need(doc, "labs", "lab rules")
+    if not isinstance(labs_doc, list) or not labs_doc:
+        raise LabRulesError("labs: expected a non-empty list")
+    labs = tuple(_lab(item, converter, f"labs[{i}]") for i, item in enumerate(labs_doc))
+    if len({lab.id for lab in labs}) != len(labs):
+        raise LabRulesError("labs: ids must be unique")
+    by_code: dict[str, LabDefinition] = {}
+    for lab in labs:
+        for code in lab.codes:
+            if code in by_code:
+                raise LabRulesError(
+                    f"LOINC {code} is in both '{by_code[code].id}' and '{lab.id}': "
+                    "one code, one meaning"
+                )
+            by_code[code] = lab
+
+    combinations = []
+    for i, item in enumerate(doc.get("combinations") or []):
+        where = f"combinations[{i}]"
+        needs = _strings(_need(item, "needs", where), f"{where}.needs")
+        combinations.append(Combination(
+            id=str(_need(item, "id", where)),
+            display=str(_need(item, "display", where)),
+            needs=needs,
+            missing=str(_need(item, "missing", where)),
+        ))
+    parts = {need for c in combinations for need in c.needs}
+    for lab in labs:
+        if lab.part is not None and lab.part not in parts:
+            raise LabRulesError(f"lab '{lab.id}': part '{lab.part}' is in no combination")
+    for combination in combinations:
+        for need in combination.needs:
+            if not any(lab.part == need for lab in labs):
+                raise LabRulesError(f"combination '{combination.id}': no lab gives '{need}'")
+
+    produced = (
+        {c.id for c in combinations}
+        | {lab.evidence for lab in labs if lab.evidence}
+        | {lab.otherwise for lab in labs if lab.otherwise}
+    )
+    unknown = produced - set(categories)
+    if unknown:
+        raise LabRulesError(
+            f"lab evidence {sorted(unknown)} is named by no category's labEvidence in the "
+            "screening rules"
+        )
+    unproduced = set(categories) - produced
+    if unproduced:
+        raise LabRulesError(f"labEvidence {sorted(unproduced)} is produced by no lab rule")
+
+    global_aliases = _aliases(doc.get("unitAliases"), "unitAliases")
+    for lab in labs:
+        for alias, target in {**global_aliases, **lab.unit_aliases}.items():
+            try:
+                converter.check(target)  # also warms the cache for the spellings labs send
+            except UnitError as exc:
+                raise LabRulesError(f"lab '{lab.id}': unit alias '{alias}': {exc}") from None
+
+    derived = frozenset(by_code)
+    declared = frozenset(_strings(_need(doc, "readCodes", "lab rules"), "readCodes"))
+    if declared != derived:
+        missing, extra = sorted(derived - declared), sorted(declared - derived)
+        raise LabRulesError(
+            "readCodes must list exactly the codes of the labs"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; not in any lab {extra}" if extra else "")
+        )
+    return LabRules(
+        version=str(doc.get("version", "")),
+        labs=labs,
+        by_code=by_code,
+        combinations=tuple(combinations),
+        interpretations=_interpretations(_need(doc, "interpretation", "lab rules")),
+        coded_values=_coded_values(_need(doc, "codedValues", "lab rules")),
+        unit_aliases=global_aliases,
+        categories=dict(categories),
+        read_codes=derived,
+        converter=converter,
+    )
+
+
+def lab_evidence_ids(categories: Sequence[Category]) -> dict[str, Category]:
+    """Map each ``labEvidence`` id of the screening rules to its category."""
+    found: dict[str, Category] = {}
+    for category in categories:
+        for evidence_id in category.lab_evidence:
+            if evidence_id in found:
+                raise LabRulesError(
+                    f"labEvidence '{evidence_id}' is in both {found[evidence_id].id} and "
+                    f"{category.id}"
+                )
+            found[evidence_id] = category
+    return found

@@ -28,8 +28,8 @@ RISK_DISPLAY = {
 IPEX_LIKE_TEXT = "IPEX-like immune dysregulation"
 
 
-def _evidence_text(evidence: Evidence) -> str:
-    onset = f"onset {evidence.when}, age {evidence.age_at_onset}"
+def _evidence_text(evidence: Evidence, *, dated: str = "onset ") -> str:
+    onset = f"{dated}{evidence.when}, age {evidence.age_at_onset}"
     detail = f"; {evidence.detail}" if evidence.detail else ""
     return f"{evidence.description} [{evidence.code_label}] ({onset}{detail})"
 
@@ -50,6 +50,9 @@ def rationale(result: ScreeningResult) -> str:
             _finding_line(f) for f in findings.supporting.values()))
     if not lines:
         lines.append("No triad criterion or supporting feature was found in the record.")
+    if findings.shown:
+        lines.append("Also shown, not scored: " + "; ".join(
+            _evidence_text(e, dated="") for e in findings.shown))
     row = result.decision.row
     if row.tier == "low":
         lines.append(f"Tier low: no higher rule of the IPEX screening rules "
@@ -118,6 +121,16 @@ def narrative(result: ScreeningResult) -> str:
         + "</tbody></table>"
     )
     row = result.decision.row
+    if result.findings.shown:
+        shown_rows = "".join(
+            _row([e.description + (f" ({e.detail})" if e.detail else ""), e.code_label, e.when,
+                  e.age_at_onset])
+            for e in result.findings.shown
+        )
+        table += (
+            "<p>Also shown, not scored:</p><table><thead><tr><th>Result</th><th>Code</th>"
+            "<th>Date</th><th>Age</th></tr></thead><tbody>" + shown_rows + "</tbody></table>"
+        )
     parts = [
         f"<p><b>IPEX screening: {escape(row.tier)} likelihood</b> "
         f"(rule {row.row}: {escape(row.rule)}; rule set v{escape(result.rules_version)}; "

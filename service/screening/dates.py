@@ -55,6 +55,8 @@ def add_months(day: dt.date, months: int) -> dt.date:
     total = day.year * 12 + (day.month - 1) + months
     year, month = divmod(total, 12)
     month += 1
+    if not dt.MINYEAR <= year <= dt.MAXYEAR:
+        raise InvalidDate(f"{day.isoformat()} plus {months} months is beyond the calendar")
     last = calendar.monthrange(year, month)[1]
     return dt.date(year, month, min(day.day, last))
 
@@ -68,7 +70,12 @@ class AgeLimit:
 
     def date_reached(self, birth_date: dt.date) -> dt.date:
         """Return the day a child born on ``birth_date`` reaches this age."""
-        return date_after(birth_date, self.value, self.unit)
+        try:
+            return date_after(birth_date, self.value, self.unit)
+        except InvalidDate:
+            # Born so close to 9999-12-31 that the age falls beyond the calendar: every
+            # representable date is before it (a bad birthDate must not fail the request).
+            return dt.date.max
 
     def describe(self) -> str:
         names = {"a": "years", "mo": "months", "wk": "weeks", "d": "days"}
@@ -95,14 +102,17 @@ def date_after(start: dt.date, value: float, unit: str) -> dt.date:
     if unit not in _AGE_UNITS:
         raise InvalidDate(f"unsupported age unit: {unit!r}")
     months_per_unit, days_per_unit = _AGE_UNITS[unit]
-    if months_per_unit:
-        whole = int(value)
-        result = add_months(start, whole * months_per_unit)
-        fraction = value - whole
-        if fraction:
-            result += dt.timedelta(days=round(fraction * months_per_unit * 30.4375))
-        return result
-    return start + dt.timedelta(days=int(value * days_per_unit))
+    try:
+        if months_per_unit:
+            whole = int(value)
+            result = add_months(start, whole * months_per_unit)
+            fraction = value - whole
+            if fraction:
+                result += dt.timedelta(days=round(fraction * months_per_unit * 30.4375))
+            return result
+        return start + dt.timedelta(days=int(value * days_per_unit))
+    except OverflowError:
+        raise InvalidDate(f"{start} plus {value} {unit} is beyond the calendar") from None
 
 
 def describe_age(birth_date: dt.date, on: dt.date) -> str:

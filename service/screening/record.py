@@ -153,7 +153,8 @@ def unwrap_bundle(body: Any) -> Mapping[str, Any]:
         raise NotABundle("the body must be a FHIR Bundle or Parameters resource (a JSON object)")
     kind = body.get("resourceType")
     if kind == "Parameters":
-        for parameter in body.get("parameter") or []:
+        parameters = body.get("parameter")
+        for parameter in parameters if isinstance(parameters, list) else []:
             if isinstance(parameter, Mapping) and parameter.get("name") == "bundle":
                 inner = parameter.get("resource")
                 if isinstance(inner, Mapping) and inner.get("resourceType") == "Bundle":
@@ -168,7 +169,7 @@ def unwrap_bundle(body: Any) -> Mapping[str, Any]:
 
 def _check_bundle(bundle: Mapping[str, Any]) -> Mapping[str, Any]:
     bundle_type = bundle.get("type")
-    if bundle_type not in ACCEPTED_BUNDLE_TYPES:
+    if not isinstance(bundle_type, str) or bundle_type not in ACCEPTED_BUNDLE_TYPES:
         raise NotABundle(
             f"Bundle.type must be one of {', '.join(sorted(ACCEPTED_BUNDLE_TYPES))}; "
             f"got {bundle_type!r}",
@@ -436,8 +437,10 @@ def read_bundle(
 
 
 def _raw_codings(concept: Any) -> Iterable[tuple[str, str]]:
-    if isinstance(concept, Mapping):
-        for coding in concept.get("coding") or []:
+    # Called before validation: any JSON may stand where a list of codings belongs.
+    codings = concept.get("coding") if isinstance(concept, Mapping) else None
+    if isinstance(codings, list):
+        for coding in codings:
             if isinstance(coding, Mapping):
                 system, code = coding.get("system"), coding.get("code")
                 if isinstance(system, str) and isinstance(code, str):
@@ -450,8 +453,10 @@ def order_names_foxp3(resource: Mapping[str, Any], rules: RuleSet) -> bool:
     if not isinstance(concept, Mapping):
         return False
     pattern = rules.suppression.order_text_pattern
+    codings = concept.get("coding")
     texts = [concept.get("text")] + [
-        c.get("display") for c in concept.get("coding") or [] if isinstance(c, Mapping)
+        c.get("display") for c in (codings if isinstance(codings, list) else [])
+        if isinstance(c, Mapping)
     ]
     return any(isinstance(t, str) and pattern in t.upper() for t in texts)
 

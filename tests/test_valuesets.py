@@ -59,11 +59,15 @@ ENT = criterion("ENT", "ipex-enteropathy")
 NOT_ENT = exclusion("ipex-not-enteropathy")
 NOT_ENDO = exclusion("ipex-not-endocrine")
 FOOD = criterion("food-allergy", "ipex-sf-food-allergy")
+AUTOANTIBODY = criterion("autoantibody", "ipex-sf-autoantibody")
 
 # Each ICD-10-CM family root named by the rules or a ValueSet, what every code below it
 # means, and the documented exceptions (a code, or a code followed by "*" for its family).
 FAMILIES: dict[str, tuple[Outcome, dict[str, Outcome]]] = {
-    "E10": (criterion("ENDO-DM", "ipex-diabetes"), {}),
+    # Presymptomatic type 1 diabetes (islet autoimmunity, no clinical diabetes) is the
+    # autoantibody supporting feature, not diabetes.
+    "E10": (criterion("ENDO-DM", "ipex-diabetes"), {"E10.A*": AUTOANTIBODY}),
+    "E10.A": (AUTOANTIBODY, {}),
     "E11": (criterion("ENDO-DM", "ipex-diabetes-other"), {}),
     "E13": (criterion("ENDO-DM", "ipex-diabetes-other"), {}),
     "E03": (criterion("ENDO-THY", "ipex-hypothyroidism"),

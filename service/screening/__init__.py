@@ -15,7 +15,7 @@ from .findings import find
 from .record import read_bundle, unwrap_bundle
 from .result import ScreeningResult, recommend
 from .ruleset import RuleSet, RuleSetError, build_rule_set
-from .tiers import decide_tier
+from .tiers import decide_tier, supporting_counted
 
 __all__ = [
     "InvalidEntry",
@@ -53,6 +53,10 @@ def screen_bundle(
                     tier=decision.tier, findings=findings, patient=record.patient, rules=rules
                 ),
                 rules_version=rules.version,
+                counted_supporting=frozenset(
+                    f.category.id
+                    for f in supporting_counted(findings, rules, record.patient.birth_date)
+                ),
             )
         )
     return results

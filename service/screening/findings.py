@@ -8,7 +8,7 @@ counted is kept too, with the reason, for the debug view.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,10 +93,15 @@ class Findings:
         if all(e.reference != evidence.reference for e in finding.evidence):
             finding.evidence.append(evidence)
 
-    def contributing_references(self) -> list[str]:
-        """Every resource behind the result, for RiskAssessment.basis (no duplicates)."""
+    def contributing_references(self, *, counted_supporting: Collection[str]) -> list[str]:
+        """Every resource behind the result, for RiskAssessment.basis (no duplicates).
+
+        Supporting features count only when they began before the supporting limit;
+        the others were found but did not contribute, so they are not in the basis.
+        """
         seen: dict[str, None] = {}
-        for finding in (*self.criteria.values(), *self.supporting.values()):
+        counted = [f for key, f in self.supporting.items() if key in counted_supporting]
+        for finding in (*self.criteria.values(), *counted):
             for evidence in finding.evidence:
                 seen.setdefault(evidence.reference, None)
         for suppression in self.suppression:

@@ -19,6 +19,7 @@ class ScreeningResult:
     decision: TierDecision
     recommendation: Recommendation | None
     rules_version: str
+    counted_supporting: frozenset[str] = frozenset()
 
     @property
     def tier(self) -> str:
@@ -35,7 +36,7 @@ class ScreeningResult:
 
     @property
     def basis(self) -> list[str]:
-        return self.findings.contributing_references()
+        return self.findings.contributing_references(counted_supporting=self.counted_supporting)
 
 
 def recommend(

@@ -45,9 +45,14 @@ def rationale(result: ScreeningResult) -> str:
     """The criteria met with ages at onset, then the rule that set the tier."""
     findings = result.findings
     lines = [_finding_line(f) for f in findings.criteria.values()]
-    if findings.supporting:
-        lines.append("Supporting features: " + "; ".join(
-            _finding_line(f) for f in findings.supporting.values()))
+    counted = [f for k, f in findings.supporting.items() if k in result.counted_supporting]
+    late = [f for k, f in findings.supporting.items() if k not in result.counted_supporting]
+    if counted:
+        lines.append("Supporting features: " + "; ".join(_finding_line(f) for f in counted))
+    if late:
+        lines.append("Also found, not counted as supporting features (they began at 24 months "
+                     "or later, or the age at onset is unknown): "
+                     + "; ".join(_finding_line(f) for f in late))
     if not lines:
         lines.append("No triad criterion or supporting feature was found in the record.")
     if findings.shown:
@@ -106,9 +111,12 @@ def narrative(result: ScreeningResult) -> str:
     """A small XHTML table of the same content, for any FHIR viewer."""
     rows = []
     for finding in (*result.findings.criteria.values(), *result.findings.supporting.values()):
+        late = finding.category.kind == "supporting" and (
+            finding.category.id not in result.counted_supporting)
         for evidence in finding.evidence:
             rows.append(_row([
-                f"{finding.category.id}: {finding.category.display}",
+                f"{finding.category.id}: {finding.category.display}"
+                + (" (not counted: began at 24 months or later)" if late else ""),
                 evidence.description + (f" ({evidence.detail})" if evidence.detail else ""),
                 evidence.code_label,
                 evidence.when,

@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     try:
         if args.command == "serve":
+            from .observability.multiproc import prepare_multiproc_dir
+
+            prepare_multiproc_dir()  # before the app (and prometheus_client) is imported
             from .server import serve
 
             return serve(host=args.host, port=args.port, workers=args.workers)

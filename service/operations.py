@@ -1,10 +1,11 @@
-"""Operational endpoints: liveness and readiness."""
+"""Operational endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
 from .http_json import json_response
+from .observability import metrics
 from .runtime import Runtime
 
 bp = Blueprint("operations", __name__)
@@ -17,10 +18,23 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    runtime: Runtime = current_app.extensions["ipex"]
-    rules = runtime.profiles.rules
+    """Ready when the rule set is loaded and holds its value sets; else 503."""
+    runtime: Runtime | None = current_app.extensions.get("ipex")
+    profiles = runtime.profiles if runtime is not None else None
+    rules = profiles.rules if profiles is not None else None
+    if rules is None or not rules.value_sets:
+        response = json_response({"status": "not ready", "reason": "rules not loaded"},
+                                 status=503, mimetype="application/json")
+        response.headers["Retry-After"] = "5"
+        return response
     return json_response(
         {"status": "ready", "rules": rules.id, "rulesVersion": rules.version,
          "valueSets": len(rules.value_sets)},
         mimetype="application/json",
     )
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus text format, summed across gunicorn workers."""
+    return Response(metrics.render(), content_type=metrics.CONTENT_TYPE)

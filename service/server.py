@@ -34,9 +34,22 @@ def warm_up(app: Any) -> None:
     runtime.screen(WARM_UP_BUNDLE)
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """Let prometheus-client drop a dead worker's live gauges (its counters stay summed)."""
+    from prometheus_client import multiprocess
+
+    from .observability.multiproc import enabled
+
+    if enabled():
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def serve(*, host: str, port: int, workers: int | None) -> int:
     """Run gunicorn in the foreground until TERM or INT."""
     settings = load_settings(bind_host=host)
+    from .observability.logs import configure_logging, gunicorn_logger_class
+
+    configure_logging(level=settings.log_level)
     from .app import create_app
 
     app = create_app(settings=settings)
@@ -54,6 +67,11 @@ def serve(*, host: str, port: int, workers: int | None) -> int:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "ipex-screen",
+        # gunicorn 27's control socket lives in $HOME: two servers on a host would share
+        # it, and a non-root container may have no writable home. Nothing here uses it.
+        "control_socket_disable": True,
+        "logger_class": gunicorn_logger_class(),
+        "child_exit": _child_exit,
     }
     _Server(app, options).run()
     return 0

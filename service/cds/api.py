@@ -1,0 +1,151 @@
+"""CDS Hooks 2.0 endpoints: discovery, the ``patient-view`` service and its feedback.
+
+A call's path: validate the envelope (:mod:`.schemas`) -> gather the record
+(:mod:`.prefetch`, :mod:`.fhir_client`) -> :meth:`Runtime.screen` -> the card
+(:mod:`.cards`). Errors are ``{"error": "..."}`` with a 4xx; an unauthorised call a
+bare 401. Any other service id matches no route: a JSON 404 from the app's handler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from ..errors import ApiError, from_screening
+from ..http_json import json_response, read_json
+from ..observability.hooks import note_hook_instance
+from ..observability.metrics import record_feedback, record_screenings
+from ..runtime import Runtime
+from ..screening import ScreeningError
+from . import cards, schemas
+from .auth import Mode, allowed
+from .feedback import FeedbackStore, FeedbackStoreError
+from .prefetch import TEMPLATES, gather
+
+log = logging.getLogger("ipex_screen.cds")
+
+SERVICE_ID = "ipex-foxp3-screen"
+EXTENSION = "ipex_cds"
+JSON = "application/json"
+
+bp = Blueprint("cds", __name__)
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "transient"
+
+
+def screening_date() -> dt.date | None:
+    """The date a CDS call screens as of: today (None); tests replace it to replay a scenario."""
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CdsState:
+    mode: Mode
+    feedback: FeedbackStore
+
+
+def _state() -> CdsState:
+    state: CdsState = current_app.extensions[EXTENSION]
+    return state
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["ipex"]
+    return runtime
+
+
+def discovery_document() -> dict[str, Any]:
+    return {"services": [{
+        "hook": "patient-view",
+        "id": SERVICE_ID,
+        "title": "IPEX syndrome screening",
+        "description": (
+            "Flags a child whose coded record (enteropathy, early-onset type 1 diabetes or "
+            "other autoimmune endocrinopathy, eczema, and supporting laboratory findings) "
+            "suggests IPEX syndrome or IPEX-like immune dysregulation, and proposes FOXP3 "
+            "gene sequencing for boys or an immune-dysregulation gene panel otherwise."
+        ),
+        "prefetch": {key: template for key, (template, _, _) in TEMPLATES.items()},
+        "usageRequirements": (
+            "Send the four prefetch keys, or fhirServer with fhirAuthorization whose "
+            "token can read Patient, Condition, Observation and ServiceRequest for the patient."
+        ),
+    }]}
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    return json_response(discovery_document(), mimetype=JSON)
+
+
+def _unauthorized() -> Response:
+    return Response(b"", status=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _read_checked(*, gate_fhir_server: bool) -> tuple[Any, Response | None]:
+    """The JSON body, or the bare 401 when the caller may not call (checked before 4xx)."""
+    state = _state()
+    if state.mode == "closed":
+        return None, _unauthorized()
+    settings = _runtime().settings
+    body: Any = None
+    problem: ApiError | None = None
+    try:
+        body = read_json(request, max_bytes=int(settings.max_body_mb * 1024 * 1024),
+                         max_depth=settings.max_json_depth, max_entries=settings.max_entries)
+    except ApiError as error:
+        problem = error
+    fhir_server = None
+    if gate_fhir_server and isinstance(body, Mapping) and isinstance(body.get("fhirServer"), str):
+        fhir_server = body["fhirServer"]
+    if not allowed(request, state.mode, fhir_server=fhir_server):
+        return None, _unauthorized()
+    if problem is not None:
+        raise problem
+    if isinstance(body, Mapping):
+        note_hook_instance(body.get("hookInstance"))
+    return body, None
+
+
+@bp.post(f"/cds-services/{SERVICE_ID}")
+def service_call() -> Response:
+    body, refused = _read_checked(gate_fhir_server=True)
+    if refused is not None:
+        return refused
+    call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
+    record = gather(call, _runtime().settings)
+    runtime = _runtime()
+    try:
+        results = runtime.screen(record.bundle(), as_of=screening_date())
+    except ScreeningError as error:
+        raise from_screening(error) from None
+    record_screenings(results, channel="cds")
+    found = [c for r in results
+             if (c := cards.card(r, runtime.profiles.rules, patient_id=record.patient_id,
+                                 order_code=runtime.settings.order_code)) is not None]
+    return json_response({"cards": found}, mimetype=JSON)
+
+
+@bp.post(f"/cds-services/{SERVICE_ID}/feedback")
+def feedback() -> Response:
+    body, refused = _read_checked(gate_fhir_server=False)
+    if refused is not None:
+        return refused
+    loaded = schemas.load(schemas.FEEDBACK, body, what="CDS Hooks feedback")
+    items = loaded["feedback"]
+    try:
+        stored = _state().feedback.add(items)
+    except FeedbackStoreError as error:
+        log.error("CDS feedback could not be stored: %s", error)
+        raise ServiceUnavailable("the feedback could not be stored; send it again") from None
+    for outcome in stored.new_outcomes:
+        record_feedback(outcome)
+    return json_response({"stored": stored.new, "duplicates": stored.duplicates},
+                         mimetype=JSON)

@@ -1,0 +1,205 @@
+"""Gather one patient's record for a ``patient-view`` call: prefetch first, else the FHIR server.
+
+Per key (CDS Hooks 2.0 "Prefetch Template" and the contract):
+
+- present and a resource or searchset Bundle: used as given (a Bundle's ``next``
+  pages are fetched, same origin only);
+- present as ``null``: the client's query found nothing; nothing is fetched;
+- present holding an ``OperationOutcome``, or absent: fetched from ``fhirServer``
+  with ``fhirAuthorization.access_token``;
+- anything that cannot be obtained within ``IPEX_CDS_BUDGET_S``: 412.
+
+Resources of another type or whose subject is another patient are dropped, so the
+screening sees exactly this patient's Conditions, Observations and ServiceRequests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..errors import ApiError, BadRequest
+from .fhir_client import Deadline, FhirClient, FhirError, next_link
+
+log = logging.getLogger("ipex_screen.cds")
+
+#: key -> (the template EHRs are asked to run, resource type, search parameter or None for a read)
+TEMPLATES: dict[str, tuple[str, str, str | None]] = {
+    "patient": ("Patient/{{context.patientId}}", "Patient", None),
+    "conditions": ("Condition?patient={{context.patientId}}", "Condition", "patient"),
+    "observations": ("Observation?patient={{context.patientId}}", "Observation", "patient"),
+    "orders": ("ServiceRequest?patient={{context.patientId}}", "ServiceRequest", "patient"),
+}
+
+
+class PreconditionFailed(ApiError):
+    """412: data the screening needs could not be obtained (CDS Hooks 2.0, Prefetch)."""
+
+    status, code = 412, "incomplete"
+
+
+@dataclass(slots=True)
+class PatientRecord:
+    """What one call gathered about one patient, ready to screen."""
+
+    patient_id: str
+    patient: dict[str, Any] | None
+    resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+    def bundle(self) -> dict[str, Any]:
+        """A collection Bundle of the Patient and its resources, for :meth:`Runtime.screen`."""
+        entries: list[dict[str, Any]] = []
+        if self.patient is not None:
+            entries.append({"resource": self.patient})
+        for key in ("conditions", "observations", "orders"):
+            entries += [{"resource": r} for r in self.resources.get(key, [])]
+        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+
+
+def _reference_names(reference: Any, patient_id: str) -> bool:
+    """Whether a Reference points at ``Patient/{patient_id}`` (relative, absolute or versioned)."""
+    if not isinstance(reference, Mapping):
+        return False
+    value = reference.get("reference")
+    if not isinstance(value, str):
+        return False
+    parts = value.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
+
+
+def about_patient(resource: Mapping[str, Any], resource_type: str, patient_id: str
+                  ) -> dict[str, Any] | None:
+    """A copy pointing at ``Patient/{id}``, or None when it is another type or patient."""
+    if resource.get("resourceType") != resource_type:
+        return None
+    if not _reference_names(resource.get("subject"), patient_id):
+        return None
+    copy = dict(resource)
+    # One reference form, so the core links it to the Patient whatever form the server used.
+    copy["subject"] = {**resource["subject"], "reference": f"Patient/{patient_id}"}
+    return copy
+
+
+def _unique(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    kept = []
+    for resource in resources:
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            if rid in seen:
+                continue  # the same resource on two pages
+            seen.add(rid)
+        kept.append(resource)
+    return kept
+
+
+class Gatherer:
+    """Resolve the four prefetch keys of one call, fetching what is missing."""
+
+    def __init__(self, call: Mapping[str, Any], settings: Settings) -> None:
+        self._call = call
+        self._settings = settings
+        self.patient_id: str = call["context"]["patientId"]
+        self._prefetch: Mapping[str, Any] = call.get("prefetch") or {}
+        self._client: FhirClient | None = None
+        self._deadline = Deadline(settings.cds_budget_s)
+
+    def _fhir(self, key: str) -> FhirClient:
+        if self._client is None:
+            server = self._call.get("fhirServer")
+            if not server:
+                raise PreconditionFailed(
+                    f"prefetch '{key}' is missing and the call has no fhirServer to fetch it from")
+            authorization = self._call.get("fhirAuthorization") or {}
+            self._client = FhirClient(
+                server,
+                access_token=authorization.get("access_token"),
+                timeout_s=self._settings.fhir_timeout_s,
+                deadline=self._deadline,
+                max_pages=self._settings.fhir_max_pages,
+                max_bytes=int(self._settings.max_body_mb * 1024 * 1024),
+            )
+        return self._client
+
+    def gather(self) -> PatientRecord:
+        try:
+            return self._gather()
+        finally:
+            if self._client is not None:
+                self._client.close()
+
+    def _gather(self) -> PatientRecord:
+        record = PatientRecord(self.patient_id, None)
+        for key, (_, resource_type, parameter) in TEMPLATES.items():
+            try:
+                if parameter is None:
+                    record.patient = self._patient(key, record)
+                else:
+                    found = self._search(key, resource_type, parameter, record)
+                    kept = [c for r in found
+                            if (c := about_patient(r, resource_type, self.patient_id))]
+                    record.ignored += len(found) - len(kept)
+                    record.resources[key] = _unique(kept)
+            except FhirError as error:
+                # The reason only: never the URL (it holds the patient id) nor the token.
+                log.warning("CDS prefetch '%s' could not be obtained: %s", key, error.message)
+                raise PreconditionFailed(
+                    f"prefetch '{key}' could not be obtained from fhirServer: {error.message}"
+                ) from None
+        if record.ignored:
+            log.info("CDS call: %d resources of another type or patient ignored", record.ignored)
+        return record
+
+    def _patient(self, key: str, record: PatientRecord) -> dict[str, Any]:
+        if key in self._prefetch:
+            given = self._prefetch[key]
+            if given is None:
+                # The client's read found no Patient: there is nobody to screen.
+                raise PreconditionFailed("prefetch 'patient' is null: there is no Patient to "
+                                         "screen")
+            if isinstance(given, Mapping) and given.get("resourceType") == "Patient":
+                if given.get("id") in (None, self.patient_id):
+                    return {**given, "id": self.patient_id}
+                log.warning("CDS prefetch 'patient' is another patient: fetched instead")
+            elif not _is_outcome(given):
+                raise BadRequest("prefetch.patient must be a Patient, an OperationOutcome "
+                                 "or null")
+        record.fetched.append(key)
+        return self._fhir(key).read("Patient", self.patient_id)
+
+    def _search(self, key: str, resource_type: str, parameter: str, record: PatientRecord
+                ) -> list[dict[str, Any]]:
+        if key in self._prefetch:
+            given = self._prefetch[key]
+            if given is None:
+                return []
+            if isinstance(given, Mapping) and given.get("resourceType") == "Bundle":
+                entries = given.get("entry")
+                if entries is not None and not isinstance(entries, list):
+                    raise BadRequest(f"prefetch.{key}.entry must be an array")
+                if next_link(given) is None:
+                    return [dict(e["resource"]) for e in entries or []
+                            if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+                record.fetched.append(key)
+                return self._fhir(key).entries_from(given)
+            if not _is_outcome(given):
+                raise BadRequest(f"prefetch.{key} must be a searchset Bundle, an "
+                                 "OperationOutcome or null")
+        record.fetched.append(key)
+        return self._fhir(key).search(resource_type, {parameter: self.patient_id})
+
+
+def gather(call: Mapping[str, Any], settings: Settings) -> PatientRecord:
+    """The patient's record for a validated ``patient-view`` call (412 when incomplete)."""
+    return Gatherer(call, settings).gather()

@@ -1,0 +1,323 @@
+"""The OpenAPI 3.0 document at ``GET /openapi.json``: every endpoint, schemas kept truthful.
+
+FHIR resources are described as objects with a ``resourceType`` (their full shape is
+the FHIR R4 specification's and the profiles' in ``fhir_profiles/``); errors are an
+OperationOutcome under ``/fhir`` and ``{"error": ...}`` elsewhere. Paths whose
+endpoint this app does not register are left out, so the document never promises
+what the running service cannot do.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app
+
+from ..http_json import json_response
+
+bp = Blueprint("openapi", __name__)
+
+FHIR_JSON = "application/fhir+json"
+JSON = "application/json"
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _fhir_content(schema: str) -> dict[str, Any]:
+    return {FHIR_JSON: {"schema": _ref(schema)}, JSON: {"schema": _ref(schema)}}
+
+
+def _outcome(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {FHIR_JSON: {"schema": _ref("OperationOutcome")}}}
+
+
+def _cds_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
+_BARE_401 = {"description": "no valid signed JWT from a trusted issuer (bare: no body promised)"}
+
+_SCHEMAS: dict[str, Any] = {
+    "Resource": {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
+        "additionalProperties": True,
+    },
+    "OperationOutcome": {
+        "type": "object",
+        "required": ["resourceType", "issue"],
+        "properties": {
+            "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+            "issue": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["severity", "code"],
+                    "properties": {
+                        "severity": {"type": "string"},
+                        "code": {"type": "string"},
+                        "diagnostics": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "ScreenResult": {
+        "description": "a RiskAssessment (one patient) or a collection Bundle of them",
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string", "enum": ["RiskAssessment", "Bundle"]}},
+    },
+    "ScreenInput": {
+        "description": "a FHIR R4 Bundle, or a Parameters resource whose parameter 'bundle' "
+        "holds one (and optionally 'asOf', a valueDate)",
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string"}},
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Discovery": {
+        "type": "object",
+        "required": ["services"],
+        "properties": {
+            "services": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["hook", "id", "description"],
+                    "properties": {
+                        "hook": {"type": "string"},
+                        "id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "prefetch": {"type": "object",
+                                     "additionalProperties": {"type": "string"}},
+                    },
+                },
+            }
+        },
+    },
+    "HookRequest": {
+        "type": "object",
+        "required": ["hook", "hookInstance", "context"],
+        "properties": {
+            "hook": {"type": "string"},
+            "hookInstance": {"type": "string"},
+            "fhirServer": {"type": "string"},
+            "fhirAuthorization": {"type": "object"},
+            "context": {"type": "object"},
+            "prefetch": {"type": "object"},
+        },
+    },
+    "CardsResponse": {
+        "type": "object",
+        "required": ["cards"],
+        "properties": {"cards": {"type": "array", "items": {"type": "object"}}},
+    },
+    "Feedback": {
+        "type": "object",
+        "required": ["feedback"],
+        "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+
+_FHIR_ERRORS = {
+    "400": _outcome("not JSON, not a Bundle or Parameters, or an entry read is not valid FHIR; "
+                    "or JSON nested too deep"),
+    "401": _outcome("IPEX_API_ISSUERS_FILE is set and the caller's JWT was not accepted"),
+    "413": _outcome("body larger than IPEX_MAX_BODY_MB, or too many Bundle entries"),
+    "415": _outcome("Content-Type is not application/fhir+json or application/json"),
+    "422": _outcome("valid FHIR but nothing to screen (no Patient)"),
+}
+
+_CDS_ERRORS = {
+    "400": _cds_error("the request is not a valid CDS Hooks request"),
+    "401": _BARE_401,
+    "404": _cds_error("unknown service"),
+    "412": _cds_error("prefetch missing and the FHIR server could not supply it in time"),
+    "413": _cds_error("body too large or too many entries"),
+    "415": _cds_error("Content-Type is not application/json"),
+    "422": _cds_error("the request is well formed but cannot be screened"),
+}
+
+_PATHS: dict[str, Any] = {
+    "/fhir/$ipex-screen": {
+        "post": {
+            "operationId": "ipexScreen",
+            "summary": "Screen every patient in a Bundle for IPEX syndrome",
+            "security": [{}, {"bearerJwt": []}],
+            "requestBody": {"required": True, "content": _fhir_content("ScreenInput")},
+            "responses": {
+                "200": {"description": "a RiskAssessment, or a collection Bundle of them",
+                        "content": {FHIR_JSON: {"schema": _ref("ScreenResult")}}},
+                **_FHIR_ERRORS,
+            },
+        }
+    },
+    "/fhir/metadata": {
+        "get": {
+            "operationId": "capabilityStatement",
+            "summary": "The CapabilityStatement",
+            "responses": {
+                "200": {"description": "CapabilityStatement",
+                        "content": {FHIR_JSON: {"schema": _ref("Resource")}}},
+                "404": _outcome("no CapabilityStatement is published"),
+            },
+        }
+    },
+    "/fhir/{type}/{id}": {
+        "get": {
+            "operationId": "readConformanceResource",
+            "summary": "Read a published conformance resource (ValueSet, StructureDefinition, ...)",
+            "parameters": [
+                {"name": "type", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "the resource",
+                        "content": {FHIR_JSON: {"schema": _ref("Resource")}}},
+                "404": _outcome("not a resource this server publishes"),
+            },
+        }
+    },
+    "/cds-services": {
+        "get": {
+            "operationId": "cdsDiscovery",
+            "summary": "CDS Hooks discovery (open to all)",
+            "responses": {"200": {"description": "the services",
+                                  "content": {JSON: {"schema": _ref("Discovery")}}}},
+        }
+    },
+    "/cds-services/ipex-foxp3-screen": {
+        "post": {
+            "operationId": "cdsIpexFoxp3Screen",
+            "summary": "patient-view: a card recommending FOXP3 testing when IPEX is suspected",
+            "security": [{"bearerJwt": []}],
+            "requestBody": {"required": True,
+                            "content": {JSON: {"schema": _ref("HookRequest")}}},
+            "responses": {
+                "200": {"description": "cards (empty for low tier or suppressed)",
+                        "content": {JSON: {"schema": _ref("CardsResponse")}}},
+                **_CDS_ERRORS,
+            },
+        }
+    },
+    "/cds-services/ipex-foxp3-screen/feedback": {
+        "post": {
+            "operationId": "cdsFeedback",
+            "summary": "CDS Hooks feedback on a card (stored, idempotent)",
+            "security": [{"bearerJwt": []}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Feedback")}}},
+            "responses": {
+                "200": {"description": "feedback stored"},
+                **_CDS_ERRORS,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Liveness",
+            "responses": {"200": {"description": "alive", "content": {JSON: {"schema": {
+                "type": "object", "required": ["status"],
+                "properties": {"status": {"type": "string"}}}}}}},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Readiness: rules loaded",
+            "responses": {
+                "200": {"description": "ready", "content": {JSON: {"schema": {
+                    "type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string"}}}}}},
+                "503": {"description": "not ready"},
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics, summed across workers",
+            "responses": {"200": {"description": "Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.0 document",
+                                  "content": {JSON: {"schema": {"type": "object"}}}}},
+        }
+    },
+}
+
+
+def _rule_to_path(rule: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+_FLASK_NAMES = {"/fhir/{resource_type}/{resource_id}": "/fhir/{type}/{id}"}
+
+
+def registered_paths(app: Flask) -> dict[str, set[str]]:
+    """The app's routes as OpenAPI paths, with their methods (HEAD and OPTIONS left out)."""
+    paths: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = _rule_to_path(rule.rule)
+        path = _FLASK_NAMES.get(path, path)
+        methods = {m.lower() for m in (rule.methods or set())} - {"head", "options"}
+        paths.setdefault(path, set()).update(methods)
+    return paths
+
+
+def openapi_document(app: Flask, *, server_url: str | None = None) -> dict[str, Any]:
+    """The document for this app: the endpoints it registers, as described above."""
+    registered = registered_paths(app)
+    paths = {
+        path: {m: op for m, op in operations.items() if m in registered.get(path, set())}
+        for path, operations in _PATHS.items()
+        if path in registered
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ipex-screen",
+            "version": "0.1.0",
+            "description": "FHIR R4 and CDS Hooks 2.0 screening for IPEX syndrome.",
+        },
+        "paths": {path: ops for path, ops in paths.items() if ops},
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "securitySchemes": {
+                "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                              "description": "a JWT signed by a trusted issuer (CDS Hooks "
+                              "'Trusting CDS Clients'); see docs/security.md"},
+            },
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    base = current_app.extensions["ipex"].settings.public_base_url
+    return json_response(openapi_document(current_app, server_url=base), mimetype=JSON)

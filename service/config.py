@@ -96,8 +96,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         )
     if get("IPEX_ORDER_CODE"):
         values["order_code"] = _order_code(get("IPEX_ORDER_CODE", ""))
+    for name, key in (("IPEX_MAX_JSON_DEPTH", "max_json_depth"),
+                      ("IPEX_MAX_ENTRIES", "max_entries")):
+        if get(name):
+            values[key] = int(_number(name, get(name, ""), int))
     if get("IPEX_LOG_LEVEL"):
-        values["log_level"] = get("IPEX_LOG_LEVEL", "").upper()
+        level = get("IPEX_LOG_LEVEL", "").strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("IPEX_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        values["log_level"] = level
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
     if unknown:

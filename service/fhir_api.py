@@ -10,8 +10,10 @@ from flask import Blueprint, Response, current_app, request
 
 from .errors import BadRequest, NotFound, from_screening
 from .http_json import json_response, read_json
+from .observability.metrics import record_screenings
 from .runtime import Runtime
 from .screening import ScreeningError
+from .security.guard import require_api_caller
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -25,7 +27,8 @@ def _as_of(body: Any) -> dt.date | None:
     """The optional ``asOf`` input of the operation (Parameters only): screen as of a date."""
     if not isinstance(body, Mapping) or body.get("resourceType") != "Parameters":
         return None
-    for parameter in body.get("parameter") or []:
+    parameters = body.get("parameter")
+    for parameter in parameters if isinstance(parameters, list) else []:
         if isinstance(parameter, Mapping) and parameter.get("name") == "asOf":
             value = parameter.get("valueDate")
             try:
@@ -39,11 +42,14 @@ def _as_of(body: Any) -> dt.date | None:
 @bp.post("/$ipex-screen")
 def ipex_screen() -> Response:
     rt = runtime()
-    body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024))
+    require_api_caller(request)
+    body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
+                     max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries)
     try:
         results = rt.screen(body, as_of=_as_of(body))
     except ScreeningError as exc:
         raise from_screening(exc) from None
+    record_screenings(results, channel="fhir")
     return json_response(rt.result_resource(results))
 
 

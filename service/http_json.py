@@ -13,8 +13,13 @@ FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset({"application/json", FHIR_JSON})
 
 
-def read_json(request: Request, *, max_bytes: int) -> Any:
-    """Parse a JSON body, refusing the wrong media type (415) and oversize bodies (413)."""
+def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
+              max_entries: int | None = None) -> Any:
+    """Parse a JSON body, refusing the wrong media type (415) and oversize bodies (413).
+
+    With ``max_depth``/``max_entries``, also too deep nesting (400) and too many
+    Bundle entries (413): see :mod:`service.security.limits`.
+    """
     mimetype = request.mimetype
     if mimetype not in JSON_TYPES:
         shown = mimetype or "none"
@@ -25,14 +30,21 @@ def read_json(request: Request, *, max_bytes: int) -> Any:
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes} bytes")
     data = request.stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
+    # A chunked body stops at the server's cap without error; one more byte tells.
+    if len(data) > max_bytes or (len(data) == max_bytes and request.stream.read(1)):
         raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
     if not data.strip():
         raise BadRequest("the body is empty; send a FHIR Bundle as JSON")
     try:
-        return orjson.loads(data)
+        document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if max_depth is not None or max_entries is not None:
+        from .security.limits import check_json_limits
+
+        check_json_limits(document, max_depth=max_depth or 10_000,
+                          max_entries=max_entries or 10**9)
+    return document
 
 
 def json_response(payload: Any, *, status: int = 200, mimetype: str = FHIR_JSON) -> Response:

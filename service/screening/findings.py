@@ -352,14 +352,12 @@ def _foxp3_orders(
     orders: Iterable[OrderFact], rules: RuleSet, as_of: dt.date,
     order_code: tuple[str, str] | None, findings: Findings,
 ) -> None:
-    pattern = rules.suppression.order_text_pattern
     for order in orders:
         if order.status in _INACTIVE_ORDER:
             continue
         if order.authored is not None and order.authored > as_of:
             continue
-        names = [order.text or ""] + [c.display or "" for c in order.codings]
-        by_text = any(pattern in name.upper() for name in names)
+        by_text = rules.names_ordered_test([order.text, *(c.display for c in order.codings)])
         by_code = order_code is not None and any(
             (c.system, c.code) == order_code for c in order.codings
         )
@@ -368,7 +366,8 @@ def _foxp3_orders(
                 SuppressionFinding(
                     "order",
                     order.reference,
-                    f"FOXP3 testing is already ordered (ServiceRequest status {order.status}"
+                    "genetic testing for IPEX or IPEX-like disease is already ordered "
+                    f"(ServiceRequest status {order.status}"
                     f"{', ' + order.authored.isoformat() if order.authored else ''})",
                 )
             )

@@ -447,18 +447,17 @@ def _raw_codings(concept: Any) -> Iterable[tuple[str, str]]:
                     yield system, code
 
 
-def order_names_foxp3(resource: Mapping[str, Any], rules: RuleSet) -> bool:
-    """A ServiceRequest whose code text or a coding's display names FOXP3."""
+def order_names_workup(resource: Mapping[str, Any], rules: RuleSet) -> bool:
+    """A ServiceRequest whose code text or a coding's display names FOXP3 or IPEX."""
     concept = resource.get("code")
     if not isinstance(concept, Mapping):
         return False
-    pattern = rules.suppression.order_text_pattern
     codings = concept.get("coding")
-    texts = [concept.get("text")] + [
-        c.get("display") for c in (codings if isinstance(codings, list) else [])
-        if isinstance(c, Mapping)
-    ]
-    return any(isinstance(t, str) and pattern in t.upper() for t in texts)
+    return rules.names_ordered_test(
+        [concept.get("text")]
+        + [c.get("display") for c in (codings if isinstance(codings, list) else [])
+           if isinstance(c, Mapping)]
+    )
 
 
 def _is_read(
@@ -480,7 +479,7 @@ def _is_read(
             if isinstance(part, Mapping)
             for s, c in _raw_codings(part.get("code"))
         )
-    if order_names_foxp3(resource, rules):
+    if order_names_workup(resource, rules):
         return True
     return order_code is not None and any(
         (system, code) == order_code for system, code in _raw_codings(resource.get("code"))

@@ -8,7 +8,7 @@ A problem raises :class:`RuleSetError` naming the file and the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,7 +112,7 @@ class Exclusion:
 @dataclass(frozen=True, slots=True)
 class Suppression:
     diagnosis: ValueSetMatcher
-    order_text_pattern: str
+    order_text_patterns: tuple[str, ...]
     gene_studied_loinc: str
     gene_hgnc: str
     variant_assessment_loinc: str
@@ -178,6 +178,13 @@ class RuleSet:
     def is_ipex_diagnosis(self, system: str, code: str) -> bool:
         canonical = self.aliases.canonical(system)
         return self.suppression.diagnosis.contains(canonical, normalise_code(canonical, code))
+
+    def names_ordered_test(self, texts: Iterable[object]) -> bool:
+        """True when an order's text or a coding's display names the IPEX workup."""
+        patterns = self.suppression.order_text_patterns
+        return any(
+            isinstance(text, str) and any(p in text.upper() for p in patterns) for text in texts
+        )
 
     def reads_observation_code(self, system: str, code: str) -> bool:
         """True when an Observation (or a component) with this code matters to any rule."""
@@ -372,7 +379,9 @@ def build_rule_set(
     result_doc = _need(sup, "foxp3Result", "suppression")
     suppression = Suppression(
         diagnosis=value_sets[diagnosis_url],
-        order_text_pattern=str(_need(sup, "orderTextPattern", "suppression")).upper(),
+        order_text_patterns=tuple(
+            str(x).upper() for x in _need(sup, "orderTextPatterns", "suppression")
+        ),
         gene_studied_loinc=str(_need(result_doc, "geneStudied", "suppression.foxp3Result")),
         gene_hgnc=normalise_code(
             "http://www.genenames.org/geneId", str(_need(result_doc, "gene", "foxp3Result"))

@@ -68,6 +68,7 @@ def _read(name: str) -> bytes:
 
 
 def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
+    from .http_json import parse_json
     from .runtime import Runtime, collection
     from .screening import ScreeningError
     from .screening.explain import explain_result
@@ -77,7 +78,7 @@ def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     failed = False
     for name in files:
         try:
-            body = orjson.loads(_read(name))
+            body = parse_json(_read(name))
             results = runtime.screen(body, as_of=as_of)
         except OSError as exc:
             failed = True

@@ -32,6 +32,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import orjson
 import requests
 
+from ..http_json import parse_json
 from ..observability import metrics
 
 FHIR_JSON = "application/fhir+json"
@@ -240,7 +241,7 @@ class FhirClient:
             raise FhirConnectionError(
                 f"the FHIR server could not be reached ({type(exc).__name__})") from None
         try:
-            document = orjson.loads(body)
+            document = parse_json(body)
         except orjson.JSONDecodeError:
             raise FhirInvalidResponse("the FHIR server's answer is not JSON") from None
         if not isinstance(document, dict):

@@ -386,3 +386,44 @@ def test_a_key_embedded_in_the_header_is_never_trusted(
                                              "x5u": HOSTILE_JKU})
     assert "signature" in _rejected(_verifier(tmp_path), token)
     assert not [c for c in jwks_server.calls if c.request.url == HOSTILE_JKU]
+
+
+def test_a_trickling_jwks_server_is_cut_off_at_twice_the_timeout(
+    tmp_path: Path, es384: Signer
+) -> None:
+    import http.server
+    import threading
+
+    body = json.dumps(jwks(es384)).encode()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for index in range(len(body)):  # each byte within the read timeout, never done
+                try:
+                    self.wfile.write(body[index:index + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        issuers = parse_issuers({"issuers": [{"iss": ISS, "jwks_uri": uri}]}, source="test")
+        verifier = JwtVerifier(issuers, replay=ReplayStore(tmp_path / "s.sqlite3"),
+                               key_sets=KeySets(timeout_s=0.3))
+        started = time.monotonic()
+        assert "kid" in _rejected(verifier, es384.token(aud=AUD))
+        assert time.monotonic() - started < 3.0  # unbounded, it took 12 s
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -186,7 +186,9 @@ class KeySets:
                 raise ValueError(f"status {response.status_code}")
             body = bytearray()
             # The read timeout bounds each read; this bounds the whole trickle and the size.
-            for chunk in response.iter_content(chunk_size=16_384):
+            # read1 returns what one socket read gives, so a byte-a-second server is noticed.
+            raw = response.raw
+            while chunk := raw.read1(16_384, decode_content=True):
                 body.extend(chunk)
                 if len(body) > MAX_JWKS_BYTES:
                     raise ValueError("JWK Set larger than the limit")

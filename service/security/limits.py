@@ -30,23 +30,35 @@ def check_json_limits(document: Any, *, max_depth: int, max_entries: int) -> Non
     Entries are summed over every Bundle in the document (a Parameters-wrapped Bundle,
     the Bundles of a CDS Hooks prefetch). The walk is iterative: no recursion limit.
     """
+    # Level by level, with exact type checks and no per-node tuples: this walk runs on
+    # every request body, and the per-node version cost 2-3x the JSON parse itself.
     entries = 0
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
+    level: list[Any] = [document] if type(document) in (dict, list) else []
+    depth = 1
+    while level:
         if depth > max_depth:
             raise BadRequest(f"the JSON nests deeper than {max_depth} levels")
-        if isinstance(node, dict):
-            if node.get("resourceType") == "Bundle" and isinstance(node.get("entry"), list):
-                entries += len(node["entry"])
-                if entries > max_entries:
-                    raise PayloadTooLarge(
-                        f"the body holds more than {max_entries} Bundle entries"
-                    )
-            stack.extend((value, depth + 1) for value in node.values()
-                         if isinstance(value, dict | list))
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node if isinstance(value, dict | list))
+        below: list[Any] = []
+        keep = below.append
+        for node in level:
+            if type(node) is dict:
+                if node.get("resourceType") == "Bundle":
+                    bundle_entries = node.get("entry")
+                    if type(bundle_entries) is list:
+                        entries += len(bundle_entries)
+                        if entries > max_entries:
+                            raise PayloadTooLarge(
+                                f"the body holds more than {max_entries} Bundle entries"
+                            )
+                values = node.values()
+            else:
+                values = node
+            for value in values:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    keep(value)
+        level = below
+        depth += 1
 
 
 def add_security_headers(response: Response) -> Response:

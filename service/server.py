@@ -20,7 +20,8 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # older gunicorn lacks e.g. control_socket_disable
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         return self.application

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import default_profiles_dir
+from service.observability.logs import JsonFormatter
 from service.profiles import Profiles, load_profiles
+
+from .log_capture import JsonLog
 
 TESTS = Path(__file__).parent
 SCENARIOS = TESTS / "data" / "scenarios"
@@ -48,3 +52,19 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture()
+def json_log() -> Iterator[JsonLog]:
+    log = JsonLog()
+    handler = logging.StreamHandler(log.stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield log
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +14,11 @@ from flask import Flask, Response, jsonify, request
 
 from service.app import create_app
 from service.observability.hooks import note_hook_instance
-from service.observability.logs import JsonFormatter, configure_logging
+from service.observability.logs import configure_logging
+
+from .log_capture import JsonLog
 
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
-
-
-class JsonLog:
-    """Every record the process logs at DEBUG and above, formatted as the service does."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
-
-    def requests(self) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line["logger"] == "ipex_screen.request"]
-
-
-@pytest.fixture()
-def json_log() -> Iterator[JsonLog]:
-    log = JsonLog()
-    handler = logging.StreamHandler(log.stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield log
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def _app(tmp_path: Path, **settings: Any) -> Flask:

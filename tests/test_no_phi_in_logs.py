@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
-import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,10 +25,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.observability.logs import JsonFormatter
 
 from .conftest import scenario_files, synthea_files
 from .jwt_support import es384_signer, jwks, write_issuers
+from .log_capture import JsonLog
 from .scenarios import load_scenario
 
 PUBLIC = "https://ipex.example.org"
@@ -102,30 +100,6 @@ def broken(bundle: dict[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-class Capture:
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    def lines(self) -> list[str]:
-        return self.stream.getvalue().splitlines()
-
-
-@pytest.fixture()
-def captured() -> Iterator[Capture]:
-    capture = Capture()
-    handler = logging.StreamHandler(capture.stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield capture
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def _app(tmp_path: Path, **settings: Any) -> Flask:
     app = create_app({"state_db": str(tmp_path / "state.sqlite3"), "cds_auth": "off",
                       "log_level": "DEBUG", **settings})
@@ -171,7 +145,7 @@ def test_the_forbidden_strings_are_found_in_the_inputs() -> None:
 
 
 def test_fhir_operation_logs_no_patient_data_or_token(tmp_path: Path,
-                                                       captured: Capture) -> None:
+                                                       json_log: JsonLog) -> None:
     client = _app(tmp_path).test_client()
     forbidden: set[str] = set()
     calls = 0
@@ -185,13 +159,13 @@ def test_fhir_operation_logs_no_patient_data_or_token(tmp_path: Path,
         bad = client.post(OPERATION, json=_body(broken(bundle), as_of), headers=headers)
         assert bad.status_code == 400, name
         calls += 2
-    lines = captured.lines()
+    lines = json_log.raw_lines()
     requests_logged = [line for line in lines if '"logger":"ipex_screen.request"' in line]
     assert len(requests_logged) == calls
     assert_clean(lines, forbidden)
 
 
-def test_issuer_check_logs_no_token(tmp_path: Path, captured: Capture) -> None:
+def test_issuer_check_logs_no_token(tmp_path: Path, json_log: JsonLog) -> None:
     signer = es384_signer()
     issuers = write_issuers(tmp_path / "api-issuers.json", inline=jwks(signer))
     client = _app(tmp_path, api_issuers_file=str(issuers), public_base_url=PUBLIC).test_client()
@@ -203,7 +177,7 @@ def test_issuer_check_logs_no_token(tmp_path: Path, captured: Capture) -> None:
                             headers={"Authorization": f"Bearer {token}"}).status_code
                 for token in (valid, tampered, wrong_aud, FAKE_JWT)]
     assert statuses == [200, 401, 401, 401]
-    lines = captured.lines()
+    lines = json_log.raw_lines()
     assert len(lines) >= 4
     forbidden = forbidden_strings(bundle) | {valid, tampered, wrong_aud}
     forbidden |= {part for token in (valid, tampered, wrong_aud) for part in token.split(".")}
@@ -238,7 +212,7 @@ def _has_cds_service(client: FlaskClient) -> bool:
 
 
 def test_cds_hooks_calls_log_no_patient_data_or_token(tmp_path: Path,
-                                                      captured: Capture) -> None:
+                                                      json_log: JsonLog) -> None:
     client = _app(tmp_path).test_client()
     if not _has_cds_service(client):
         pytest.skip("the CDS Hooks service is not registered in this build")
@@ -257,4 +231,4 @@ def test_cds_hooks_calls_log_no_patient_data_or_token(tmp_path: Path,
             fetched = client.post(CDS_SERVICE, json=_cds_call(bundle, with_prefetch=False),
                                   headers=headers)
             assert fetched.status_code == 412, name
-    assert_clean(captured.lines(), forbidden)
+    assert_clean(json_log.raw_lines(), forbidden)

@@ -17,6 +17,7 @@ from service.config import default_profiles_dir
 from service.observability.logs import JsonFormatter
 from service.profiles import Profiles, load_profiles
 
+from .jwt_support import Signer, es384_signer, rs384_signer
 from .log_capture import JsonLog
 
 TESTS = Path(__file__).parent
@@ -68,3 +69,13 @@ def json_log() -> Iterator[JsonLog]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def es384() -> Signer:
+    return es384_signer()
+
+
+@pytest.fixture(scope="module")
+def rs384() -> Signer:
+    return rs384_signer()

@@ -22,7 +22,6 @@ from tests.jwt_support import (
     es384_signer,
     hs256_with_public_key,
     jwks,
-    rs384_signer,
     unsigned_token,
     write_issuers,
 )
@@ -31,16 +30,6 @@ PUBLIC = "https://ipex.example.org"
 OPERATION = "/fhir/$ipex-screen"
 AUD = PUBLIC + OPERATION
 BUNDLE = load_json(SCENARIOS / "classic-infant-boy-triad.json")["bundle"]
-
-
-@pytest.fixture(scope="module")
-def es384() -> Signer:
-    return es384_signer()
-
-
-@pytest.fixture(scope="module")
-def rs384() -> Signer:
-    return rs384_signer()
 
 
 @pytest.fixture()

@@ -33,16 +33,6 @@ from tests.jwt_support import (
 AUD = "https://ipex.example.org/cds-services/ipex-foxp3-screen"
 
 
-@pytest.fixture(scope="module")
-def es384() -> Signer:
-    return es384_signer()
-
-
-@pytest.fixture(scope="module")
-def rs384() -> Signer:
-    return rs384_signer()
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0

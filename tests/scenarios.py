@@ -5,7 +5,7 @@ Each file under ``tests/data/scenarios/`` is::
     {"description": "...", "asOf": "YYYY-MM-DD", "bundle": {...FHIR Bundle...},
      "expect": [{"patient": "Patient/x", "tier": "high", "row": 1,
                  "criteria": ["ENT", ...], "supporting": [...],
-                 "recommendation": "male" | "female" | "unknown" | "male-foxp3-negative" | null,
+                 "recommendation": "IPEX/male" | "NDM/any" | ... (kind/variant) | null,
                  "suppressed": false, "basis": [...optional...],
                  "notCounted": ["substring of a reason", ...optional...]}]}
 

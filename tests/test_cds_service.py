@@ -307,7 +307,7 @@ def test_every_scenario_gives_the_card_the_screening_calls_for(
     for criterion in expected["criteria"] + expected.get("supporting", []):
         assert f"| {criterion}: " in card["detail"], criterion
     test = card["suggestions"][0]["actions"][0]["resource"]["code"]["text"]
-    assert ("FOXP3" in test and "panel" not in test) == (expected["recommendation"] == "male")
+    assert ("FOXP3" in test and "panel" not in test) == (expected["recommendation"] == "IPEX/male")
 
 
 def test_a_synthea_child_gets_no_card(cds: FlaskClient) -> None:

@@ -154,7 +154,8 @@ def test_explain_prints_the_findings_with_the_reasons_for_what_did_not_count(
                            scenario.as_of.isoformat()], capsys)
     assert code == 0, err
     explained = json.loads(out)
-    assert explained["tier"] == "low"
+    assert (explained["tier"], explained["tierRow"], explained["recommendationKind"]) == (
+        "moderate", 5, "NDM")
     assert explained["asOf"] == scenario.as_of.isoformat()
     assert list(explained["criteria"]) == ["ENDO-DM"]
     evidence = explained["criteria"]["ENDO-DM"]["evidence"][0]

@@ -89,7 +89,8 @@ def _scenario(name: str) -> dict[str, object]:
 
 
 def test_the_answer_depends_only_on_the_date_passed_in(profiles: Profiles) -> None:
-    """Diarrhea active since 2024-03-01: 13 days on 2024-03-14 (low), 14 on 2024-03-15 (high)."""
+    """Diarrhea since 2024-03-01 beside neonatal diabetes: 13 days on 2024-03-14 (the diabetes
+    alone, moderate), 14 on 2024-03-15 (ENT + ENDO, high)."""
     bundle = _scenario("diarrhea-active-14-days-to-screening-date")
     pristine = copy.deepcopy(bundle)
     early, late = dt.date(2024, 3, 14), dt.date(2024, 3, 15)
@@ -99,7 +100,7 @@ def test_the_answer_depends_only_on_the_date_passed_in(profiles: Profiles) -> No
         return explain_result(result)
 
     first_early, first_late = screen(early), screen(late)
-    assert (first_early["tier"], first_late["tier"]) == ("low", "high")
+    assert (first_early["tier"], first_late["tier"]) == ("moderate", "high")
     assert first_early["asOf"] == "2024-03-14" and first_late["asOf"] == "2024-03-15"
     # Same date, same answer, whatever was screened in between: no hidden state, no clock.
     assert screen(early) == first_early

@@ -74,7 +74,16 @@ FAMILIES: dict[str, tuple[Outcome, dict[str, Outcome]]] = {
             {"E03.0": NOT_ENDO, "E03.1": NOT_ENDO, "E03.2": NOT_ENDO}),
     "E05": (criterion("ENDO-THY", "ipex-thyroid-autoimmune"), {"E05.4*": None}),
     "L20": (criterion("DERM", "ipex-dermatitis"), {}),
-    "K90": (ENT, {"K90.0": NOT_ENT, "K90.3": None, "K90.81": None, "K90.82*": None}),
+    "K90": (ENT, {"K90.0": NOT_ENT, "K90.3": None, "K90.81": None, "K90.82*": None,
+                  "K90.9": criterion("ENT", "ipex-enteropathy-malabsorption")}),
+    # Very-early-onset IBD: ENT only with onset before 24 months (the source's limit).
+    "K50": (criterion("ENT", "ipex-enteropathy-veo-ibd"), {}),
+    "K51": (criterion("ENT", "ipex-enteropathy-veo-ibd"), {}),
+    # Explaining causes only (rules section 2): they are no criterion or feature.
+    "E84": (None, {}),
+    "E73": (None, {}),
+    "E74.3": (None, {}),
+    "Z91.011": (FOOD, {}),
     "K52.2": (FOOD, {}),
     "Z91.01": (FOOD, {}),
     "T78.0": (FOOD, {}),
@@ -110,6 +119,19 @@ def expected(code: str, default: Outcome, exceptions: dict[str, Outcome]) -> Out
     return default
 
 
+# Each ICD-10-CM family root of an explaining cause (rules section 2, explained diarrhea):
+# every code below it is that cause, whatever else it is.
+CAUSE_FAMILIES: dict[str, str] = {
+    "E84": "celiac-or-cystic-fibrosis",
+    "E73": "disaccharidase-intolerance",
+    "E74.3": "disaccharidase-intolerance",
+    "K52.2": "food-protein-allergy",
+    "Z91.011": "food-protein-allergy",
+    **{f"A0{i}": "intestinal-infection" for i in range(9)},
+    "E05": "hyperthyroidism",
+}
+
+
 def _shipped_families() -> set[str]:
     roots: set[str] = set()
     for path in (default_profiles_dir() / "ValueSet").glob("*.json"):
@@ -138,6 +160,31 @@ def test_every_tabular_code_below_a_family_root_means_what_the_rules_say(
             if got != want:
                 wrong[f"{system}|{sent}"] = (got, want)
     assert not wrong, f"{len(wrong)} codes below {root} mean the wrong thing: {wrong}"
+
+
+@pytest.mark.parametrize("root", sorted(CAUSE_FAMILIES))
+def test_every_tabular_code_below_a_cause_root_is_that_cause(
+    root: str, profiles: Profiles
+) -> None:
+    codes = [root, *TABULAR.get_descendants(root)]
+    assert len(codes) > 1 or TABULAR.is_leaf(root), f"{root} is not in the tabular"
+    for code in codes:
+        for system, sent in ((CM, code), (CM, code.replace(".", "")), (CM_OID, code)):
+            causes = [c.id for c in profiles.rules.causes(system, sent)]
+            assert causes == [CAUSE_FAMILIES[root]], (system, sent, causes)
+
+
+@pytest.mark.parametrize("code", ["A09", "K90.9", "K52.9", "R19.7", "K50.90", "E10.9", "K90.89"])
+def test_presumed_infectious_and_nonspecific_codes_explain_nothing(
+    code: str, profiles: Profiles
+) -> None:
+    assert profiles.rules.causes(CM, code) == ()
+
+
+def test_celiac_disease_is_a_cause_and_never_ent(profiles: Profiles) -> None:
+    for system, code in ((CM, "K90.0"), (WHO, "K90.0"), (SNOMED, "396331005")):
+        assert [c.id for c in profiles.rules.causes(system, code)] == ["celiac-or-cystic-fibrosis"]
+        assert meaning(profiles.rules, system, code) == NOT_ENT
 
 
 def test_every_documented_exception_is_a_real_code() -> None:

@@ -15,8 +15,8 @@ from html import escape
 from typing import Any
 
 from ..screening import RuleSet, ScreeningResult
-from ..screening.findings import CategoryFinding, Evidence
-from ..screening.risk_assessment import notes
+from ..screening.evidence import Evidence
+from ..screening.risk_assessment import explained_text, notes, table_rows
 
 INDICATOR = {"high": "warning", "moderate": "info"}
 SUMMARY_LIMIT = 140
@@ -45,16 +45,15 @@ def markdown_text(text: str) -> str:
 
 
 def _subject_words(result: ScreeningResult) -> str:
-    if result.patient.sex == "male" and result.findings.foxp3_negative is None:
-        return "IPEX syndrome"
-    return "IPEX-like immune dysregulation"
+    assert result.recommendation is not None
+    return result.recommendation.outcome_text
 
 
 def summary(result: ScreeningResult) -> str:
     """One line under 140 characters: what is suspected, how likely, what to order."""
     assert result.recommendation is not None
-    text = (f"Possible {_subject_words(result)} ({result.tier} likelihood): consider "
-            f"{result.recommendation.test_name}")
+    text = (f"Possible {_subject_words(result)} ({result.tier} likelihood, rule "
+            f"{result.row.row}): consider {result.recommendation.test_name}")
     if len(text) >= SUMMARY_LIMIT:
         text = text[: SUMMARY_LIMIT - 2].rstrip() + "…"
     return text
@@ -64,11 +63,10 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _evidence_cells(finding: CategoryFinding, evidence: Evidence, kind: str) -> list[str]:
-    category = finding.category
+def _evidence_cells(label: str, evidence: Evidence) -> list[str]:
     what = evidence.description + (f" ({evidence.detail})" if evidence.detail else "")
     return [
-        markdown_text(f"{category.id}: {category.display}") + (f" ({kind})" if kind else ""),
+        markdown_text(label),
         markdown_text(what),
         markdown_text(evidence.code_label),
         markdown_text(evidence.when),
@@ -78,7 +76,7 @@ def _evidence_cells(finding: CategoryFinding, evidence: Evidence, kind: str) -> 
 
 def detail(result: ScreeningResult) -> str:
     """Markdown: the rule that set the tier, the evidence table, the recommendation."""
-    row = result.decision.row
+    row = result.row
     lines = [
         f"**IPEX screening: {row.tier} likelihood** (rule {row.row}: "
         f"{markdown_text(row.rule)}; IPEX screening rules v{markdown_text(result.rules_version)};"
@@ -88,10 +86,11 @@ def detail(result: ScreeningResult) -> str:
         _row(["---"] * 5),
     ]
     findings = result.findings
-    for kind, table in (("", findings.criteria), ("supporting", findings.supporting)):
-        for finding in table.values():
-            for evidence in sorted(finding.evidence, key=lambda e: (e.onset_bound, e.reference)):
-                lines.append(_row(_evidence_cells(finding, evidence, kind)))
+    for label, evidence in table_rows(findings, result.counted_supporting):
+        lines.append(_row(_evidence_cells(label, evidence)))
+    if findings.explained:
+        lines += ["", "Found, not counted:", ""]
+        lines += [f"- {markdown_text(explained_text(e))}" for e in findings.explained]
     if findings.shown:
         lines += ["", "Also shown, not scored:", "",
                   _row(["Result", "Code", "Date", "Age"]), _row(["---"] * 4)]
@@ -99,8 +98,8 @@ def detail(result: ScreeningResult) -> str:
             what = shown.description + (f" ({shown.detail})" if shown.detail else "")
             lines.append(_row([markdown_text(what), markdown_text(shown.code_label),
                                markdown_text(shown.when), markdown_text(shown.age_at_onset)]))
-    assert result.recommendation is not None
-    lines += ["", f"**Recommendation:** {markdown_text(result.recommendation.mitigation)}"]
+    assert result.mitigation is not None
+    lines += ["", f"**Recommendation:** {markdown_text(result.mitigation)}"]
     for note in notes(result):
         lines += ["", f"- {markdown_text(note)}"]
     return "\n".join(lines)
@@ -127,9 +126,10 @@ def order_resource(result: ScreeningResult, *, patient_id: str,
         "subject": {"reference": f"Patient/{patient_id}"},
         "reasonCode": [{
             "text": f"Suspected {_subject_words(result)} (IPEX screening: {result.tier} "
-                    f"likelihood, rule {result.decision.row.row})"
+                    f"likelihood, rule {result.row.row}, recommendation "
+                    f"{recommendation.kind})"
         }],
-        "note": [{"text": recommendation.mitigation}],
+        "note": [{"text": result.mitigation or recommendation.mitigation}],
     }
 
 

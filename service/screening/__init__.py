@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidEntry, NotABundle, NothingToScreen, ScreeningError
-from .findings import find
 from .record import read_bundle, unwrap_bundle
-from .result import ScreeningResult, recommend
+from .result import ScreeningResult
 from .ruleset import RuleSet, RuleSetError, build_rule_set
-from .tiers import decide_tier, supporting_counted
+from .screen import screen_record
 
 __all__ = [
     "InvalidEntry",
@@ -27,6 +26,7 @@ __all__ = [
     "ScreeningResult",
     "build_rule_set",
     "screen_bundle",
+    "screen_record",
 ]
 
 
@@ -39,24 +39,7 @@ def screen_bundle(
 ) -> list[ScreeningResult]:
     """Screen every patient in a Bundle (or Parameters holding one), in entry order."""
     bundle = unwrap_bundle(body)
-    results = []
-    for record in read_bundle(bundle, rules, order_code=order_code):
-        findings = find(record, rules, as_of=as_of, order_code=order_code)
-        decision = decide_tier(findings, rules, record.patient.birth_date)
-        results.append(
-            ScreeningResult(
-                patient=record.patient,
-                as_of=as_of,
-                findings=findings,
-                decision=decision,
-                recommendation=recommend(
-                    tier=decision.tier, findings=findings, patient=record.patient, rules=rules
-                ),
-                rules_version=rules.version,
-                counted_supporting=frozenset(
-                    f.category.id
-                    for f in supporting_counted(findings, rules, record.patient.birth_date)
-                ),
-            )
-        )
-    return results
+    return [
+        screen_record(record, rules, as_of=as_of, order_code=order_code)
+        for record in read_bundle(bundle, rules, order_code=order_code)
+    ]

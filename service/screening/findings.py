@@ -1,149 +1,57 @@
-"""Findings: which criteria and supporting features a record meets, and the evidence.
+"""Findings from the coded record: criteria, supporting features, causes, suppression.
 
-Every piece of evidence keeps what a clinician needs to check it: the resource,
-its code and display, the onset date and the age at onset. What was read but not
-counted is kept too, with the reason, for the debug view.
+Conditions are classified by the rule set's ValueSets; each source's conditions
+(onset limits, persistence, explaining causes) decide whether a coded diagnosis
+counts. FOXP3 orders and results decide suppression. Labs are read in :mod:`.labs`;
+the two are put together in :mod:`.screen`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from .dates import describe_age
+from .evidence import (
+    ExplainedEvidence,
+    Explanation,
+    Findings,
+    NotCounted,
+    SuppressionFinding,
+    code_label,
+    make_evidence,
+)
+from .explanations import CauseFact, DiarrheaCourse, Span, explaining_cause
 from .record import Coding, ConditionFact, ObservationFact, OrderFact, PatientRecord
-from .ruleset import Category, EvidenceSource, RuleSet
-from .terminology import HGNC, HPO, ICD10, ICD10CM, LOINC, OMIM, ORPHANET, SNOMED, normalise_code
+from .ruleset import Classification, EvidenceSource, RuleSet
+from .terminology import HGNC, LOINC, normalise_code
 
-SYSTEM_NAMES = {
-    SNOMED: "SNOMED CT",
-    ICD10CM: "ICD-10-CM",
-    ICD10: "ICD-10",
-    HPO: "HPO",
-    ORPHANET: "Orphanet",
-    OMIM: "OMIM",
-    LOINC: "LOINC",
-    HGNC: "HGNC",
-}
 _INACTIVE_ORDER = frozenset({"revoked", "entered-in-error"})
 _IGNORED_OBSERVATION = frozenset({"entered-in-error", "cancelled"})
+_RESOLVED = frozenset({"inactive", "resolved", "remission"})
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """One resource that shows a criterion or feature, as a clinician would check it."""
-
-    reference: str
-    description: str
-    code_label: str
-    onset: dt.date | None
-    onset_bound: dt.date
-    onset_source: str
-    age_at_onset: str
-    detail: str | None = None
-
-    @property
-    def when(self) -> str:
-        return self.onset.isoformat() if self.onset else "date not recorded"
+def _describe(coding: Coding, condition: ConditionFact, fallback: str | None) -> str:
+    return coding.display or fallback or condition.text or coding.code
 
 
-@dataclass(slots=True)
-class CategoryFinding:
-    category: Category
-    evidence: list[Evidence] = field(default_factory=list)
-
-    @property
-    def onset_bound(self) -> dt.date:
-        """The latest the criterion can have begun: its earliest evidence."""
-        return min(e.onset_bound for e in self.evidence)
-
-    @property
-    def earliest(self) -> Evidence:
-        return min(self.evidence, key=lambda e: (e.onset_bound, e.reference))
-
-
-@dataclass(frozen=True, slots=True)
-class NotCounted:
-    reference: str
-    what: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SuppressionFinding:
-    kind: Literal["diagnosis", "order", "result"]
-    reference: str
-    reason: str
-
-
-@dataclass(slots=True)
-class Findings:
-    criteria: dict[str, CategoryFinding] = field(default_factory=dict)
-    supporting: dict[str, CategoryFinding] = field(default_factory=dict)
-    not_counted: list[NotCounted] = field(default_factory=list)
-    suppression: list[SuppressionFinding] = field(default_factory=list)
-    foxp3_negative: Evidence | None = None
-    shown: list[Evidence] = field(default_factory=list)
-
-    def add(self, category: Category, evidence: Evidence) -> None:
-        table = self.criteria if category.kind == "criterion" else self.supporting
-        finding = table.setdefault(category.id, CategoryFinding(category))
-        if all(e.reference != evidence.reference for e in finding.evidence):
-            finding.evidence.append(evidence)
-
-    def contributing_references(self, *, counted_supporting: Collection[str]) -> list[str]:
-        """Every resource behind the result, for RiskAssessment.basis (no duplicates).
-
-        Supporting features count only when they began before the supporting limit;
-        the others were found but did not contribute, so they are not in the basis.
-        """
-        seen: dict[str, None] = {}
-        counted = [f for key, f in self.supporting.items() if key in counted_supporting]
-        for finding in (*self.criteria.values(), *counted):
-            for evidence in finding.evidence:
-                seen.setdefault(evidence.reference, None)
-        for suppression in self.suppression:
-            seen.setdefault(suppression.reference, None)
-        if self.foxp3_negative is not None:
-            seen.setdefault(self.foxp3_negative.reference, None)
-        return list(seen)
-
-
-def code_label(coding: Coding) -> str:
-    return f"{SYSTEM_NAMES.get(coding.system, coding.system)} {coding.code}"
-
-
-def age_label(birth: dt.date | None, onset: dt.date | None, as_of: dt.date) -> str:
-    if birth is None:
-        return "unknown (no birth date)"
-    if onset is None:
-        return f"unknown (at most {describe_age(birth, as_of)})"
-    return describe_age(birth, onset)
-
-
-def make_evidence(
-    *,
-    reference: str,
-    description: str,
-    label: str,
-    onset: dt.date | None,
-    onset_source: str,
-    birth: dt.date | None,
-    as_of: dt.date,
-    detail: str | None = None,
-) -> Evidence:
-    return Evidence(
-        reference=reference,
-        description=description,
-        code_label=label,
-        onset=onset,
-        onset_bound=onset if onset is not None else as_of,
-        onset_source=onset_source,
-        age_at_onset=age_label(birth, onset, as_of),
-        detail=detail,
+def _resolved_without_date(condition: ConditionFact) -> bool:
+    return condition.abatement is None and (
+        condition.resolved_without_date or condition.clinical_status in _RESOLVED
     )
+
+
+def _course(condition: ConditionFact, birth: dt.date | None, as_of: dt.date) -> DiarrheaCourse:
+    """The diarrhea's start and end: its end is its abatement, or today while active."""
+    onset = condition.onset.date
+    start = Span.exact(onset) if onset is not None else Span(birth, as_of)
+    if condition.abatement is not None:
+        end = Span.exact(min(condition.abatement, as_of))
+    elif _resolved_without_date(condition):
+        end = Span(start.earliest, as_of)
+    else:
+        end = Span.exact(as_of)
+    return DiarrheaCourse(start, end)
 
 
 def _source_rejects(
@@ -173,11 +81,7 @@ def _source_rejects(
             return "nonspecific diarrhea with no onset date cannot be shown persistent", None
         if condition.abatement is not None:
             end = condition.abatement
-        elif condition.resolved_without_date or condition.clinical_status in (
-            "inactive",
-            "resolved",
-            "remission",
-        ):
+        elif _resolved_without_date(condition):
             return "nonspecific diarrhea resolved with no abatement date: not persistent", None
         else:
             end = as_of
@@ -192,14 +96,47 @@ def _source_rejects(
     return None, detail
 
 
-def _describe(coding: Coding, condition: ConditionFact, fallback: str | None) -> str:
-    return coding.display or fallback or condition.text or coding.code
+def _shown_coding(coding: Coding, rules: RuleSet) -> Coding:
+    canonical = rules.aliases.canonical(coding.system)
+    return Coding(canonical, normalise_code(canonical, coding.code), coding.display)
+
+
+def _causes(
+    conditions: Iterable[ConditionFact], rules: RuleSet, birth: dt.date | None, as_of: dt.date,
+    findings: Findings,
+) -> list[CauseFact]:
+    """Every explaining cause in the record that may explain (confirmed or unrecorded)."""
+    found: list[CauseFact] = []
+    policy = rules.explanation
+    for condition in conditions:
+        for coding in condition.codings:
+            causes = rules.causes(coding.system, coding.code)
+            if not causes:
+                continue
+            shown = _shown_coding(coding, rules)
+            description = _describe(coding, condition, None)
+            if not policy.accepts_status(condition.verification_status):
+                findings.not_counted.append(NotCounted(
+                    condition.reference, description,
+                    f"explains no diarrhea: verificationStatus is {condition.verification_status} "
+                    "(only a confirmed or unrecorded cause explains)"))
+                break
+            onset = condition.onset.date
+            span = Span.exact(onset) if onset is not None else Span(birth, as_of)
+            found.extend(
+                CauseFact(cause, condition.reference, description,
+                          code_label(shown.system, shown.code), onset, span)
+                for cause in causes
+            )
+            break
+    return found
 
 
 def _condition_findings(
     record: PatientRecord, rules: RuleSet, as_of: dt.date, findings: Findings
 ) -> None:
     birth = record.patient.birth_date
+    current: list[ConditionFact] = []
     for condition in record.conditions:
         first = condition.codings[0] if condition.codings else None
         what = (first.display or condition.text or first.code) if first else "Condition"
@@ -208,12 +145,15 @@ def _condition_findings(
                 NotCounted(condition.reference, what,
                            f"verificationStatus is {condition.verification_status}")
             )
-            continue
-        if condition.onset.date is not None and condition.onset.date > as_of:
+        elif condition.onset.date is not None and condition.onset.date > as_of:
             findings.not_counted.append(
                 NotCounted(condition.reference, what, "began after the screening date")
             )
-            continue
+        else:
+            current.append(condition)
+    causes = _causes(current, rules, birth, as_of, findings)
+
+    for condition in current:
         for coding in condition.codings:
             if rules.is_ipex_diagnosis(coding.system, coding.code):
                 findings.suppression.append(
@@ -221,7 +161,8 @@ def _condition_findings(
                         "diagnosis",
                         condition.reference,
                         f"IPEX is already diagnosed: {_describe(coding, condition, None)} "
-                        f"({code_label(coding)}), recorded {condition.onset.date or 'undated'}",
+                        f"({code_label(coding.system, coding.code)}), recorded "
+                        f"{condition.onset.date or 'undated'}",
                     )
                 )
                 break
@@ -245,29 +186,41 @@ def _condition_findings(
                     break
             continue
         coding, hit = classified
-        canonical = rules.aliases.canonical(coding.system)
-        shown = Coding(canonical, normalise_code(canonical, coding.code), coding.display)
-        listed = hit.source.value_set.displays.get((shown.system, shown.code))
-        description = _describe(coding, condition, listed or hit.category.display)
-        reason, detail = _source_rejects(hit.source, condition, birth, as_of)
-        if reason is not None:
-            findings.not_counted.append(
-                NotCounted(condition.reference, description, f"{hit.category.id}: {reason}")
-            )
-            continue
-        findings.add(
-            hit.category,
-            make_evidence(
-                reference=condition.reference,
-                description=description,
-                label=code_label(shown),
-                onset=condition.onset.date,
-                onset_source=condition.onset.source,
-                birth=birth,
-                as_of=as_of,
-                detail=detail,
-            ),
+        _count_condition(condition, coding, hit, rules, birth, as_of, causes, findings)
+
+
+def _count_condition(
+    condition: ConditionFact, coding: Coding, hit: Classification, rules: RuleSet,
+    birth: dt.date | None, as_of: dt.date, causes: list[CauseFact], findings: Findings,
+) -> None:
+    shown = _shown_coding(coding, rules)
+    listed = hit.source.value_set.displays.get((shown.system, shown.code))
+    description = _describe(coding, condition, listed or hit.category.display)
+    reason, detail = _source_rejects(hit.source, condition, birth, as_of)
+    if reason is not None:
+        findings.not_counted.append(
+            NotCounted(condition.reference, description, f"{hit.category.id}: {reason}")
         )
+        return
+    evidence = make_evidence(
+        reference=condition.reference,
+        description=description,
+        label=code_label(shown.system, shown.code),
+        onset=condition.onset.date,
+        onset_source=condition.onset.source,
+        birth=birth,
+        as_of=as_of,
+        detail=detail,
+    )
+    cause = explaining_cause(hit.source, _course(condition, birth, as_of), causes)
+    if cause is not None:
+        explanation = Explanation(cause.cause, cause.reference, cause.description,
+                                  cause.code_label, cause.onset)
+        findings.explained.append(ExplainedEvidence(hit.category, evidence, explanation))
+        findings.not_counted.append(NotCounted(
+            condition.reference, description, f"{hit.category.id}: {explanation.text()}"))
+        return
+    findings.add(hit.category, evidence)
 
 
 def _values(concept: Any) -> Iterable[tuple[str, str, str]]:
@@ -380,14 +333,11 @@ def find(
     as_of: dt.date,
     order_code: tuple[str, str] | None = None,
 ) -> Findings:
-    """Find the criteria, supporting features and suppressions in one patient's record."""
-    from .labs import add_lab_findings
-
+    """Find the coded criteria, supporting features and suppressions of one record."""
     findings = Findings()
     _condition_findings(record, rules, as_of, findings)
     for observation in record.observations:
         _foxp3_result(observation, record, rules, as_of, findings)
-    add_lab_findings(record, rules, as_of=as_of, findings=findings)
     _foxp3_orders(record.orders, rules, as_of, order_code, findings)
     for unread in record.unread:
         findings.not_counted.append(NotCounted(unread.reference, "entry", unread.reason))

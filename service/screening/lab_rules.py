@@ -10,15 +10,12 @@ raises :class:`LabRulesError` naming the lab and the field.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .dates import AgeLimit
 from .units import UnitConverter, UnitError, normalise_unit, shared_converter
-
-if TYPE_CHECKING:
-    from .ruleset import Category
 
 Direction = Literal["above", "below", "both"]
 Positivity = Literal["fixed", "ordered", "shown"]
@@ -108,6 +105,7 @@ class Combination:
     display: str
     needs: tuple[str, ...]
     missing: str
+    yields_to_coded_evidence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +134,7 @@ class LabRules:
     interpretations: Mapping[str, Interpretations]
     coded_values: CodedValues
     unit_aliases: Mapping[str, str]
-    categories: Mapping[str, Category]
+    categories: Mapping[str, str]  # lab evidence id -> the category id it gives
     read_codes: frozenset[str]
     converter: UnitConverter
 
@@ -171,9 +169,9 @@ def _aliases(value: Any, where: str) -> dict[str, str]:
     return {normalise_unit(k): v for k, v in value.items()}
 
 
-def _flag(value: Any, where: str) -> bool:
+def _flag(value: Any, where: str, name: str) -> bool:
     if not isinstance(value, bool):
-        raise LabRulesError(f"{where}: convertBetweenScales must be true or false")
+        raise LabRulesError(f"{where}: {name} must be true or false")
     return value
 
 
@@ -249,7 +247,9 @@ def _lab(doc: Any, converter: UnitConverter, where: str) -> LabDefinition:
     if direction not in ("above", "below", "both"):
         raise LabRulesError(f"{where}: direction must be above, below or both")
     scales_doc = _need(doc, "scales", where)
-    if not isinstance(scales_doc, list) or not scales_doc:
+    if not isinstance(scales_doc, list) or (not scales_doc and positivity != "ordered"):
+        # A presence test (an antibody reported positive) is judged by its interpretation
+        # or coded value alone: an ordered lab may have no scale.
         raise LabRulesError(f"{where}: needs at least one scale")
     scales = tuple(_scale(s, converter, f"{where}.scales[{i}]") for i, s in enumerate(scales_doc))
     if positivity == "fixed" and any(s.threshold is None for s in scales):
@@ -265,7 +265,8 @@ def _lab(doc: Any, converter: UnitConverter, where: str) -> LabDefinition:
         positivity=positivity,
         direction=direction,
         scales=scales,
-        convert_between_scales=_flag(doc.get("convertBetweenScales", True), where),
+        convert_between_scales=_flag(
+            doc.get("convertBetweenScales", True), where, "convertBetweenScales"),
         molar_mass=float(molar) if molar is not None else None,
         unit_aliases=_aliases(doc.get("unitAliases"), where),
         counts_from_age=_age(from_age, f"{where}.countsFromAge") if from_age else None,
@@ -323,10 +324,10 @@ def _coded_values(doc: Any) -> CodedValues:
 def parse_lab_rules(
     doc: Mapping[str, Any],
     *,
-    categories: Mapping[str, Category],
+    categories: Mapping[str, str],
     converter: UnitConverter | None = None,
 ) -> LabRules:
-    """Build and check the lab rules; ``categories`` maps each lab evidence id to its category."""
+    """Build and check the lab rules; ``categories``: lab evidence id -> its category id."""
     converter = converter or shared_converter()
     if not isinstance(doc, Mapping):
         raise LabRulesError("the lab rules must be a JSON object")
@@ -355,6 +356,8 @@ def parse_lab_rules(
             display=str(_need(item, "display", where)),
             needs=needs,
             missing=str(_need(item, "missing", where)),
+            yields_to_coded_evidence=_flag(
+                item.get("yieldsToCodedEvidence", False), where, "yieldsToCodedEvidence"),
         ))
     parts = {need for c in combinations for need in c.needs}
     for lab in labs:
@@ -410,16 +413,3 @@ def parse_lab_rules(
         converter=converter,
     )
 
-
-def lab_evidence_ids(categories: Sequence[Category]) -> dict[str, Category]:
-    """Map each ``labEvidence`` id of the screening rules to its category."""
-    found: dict[str, Category] = {}
-    for category in categories:
-        for evidence_id in category.lab_evidence:
-            if evidence_id in found:
-                raise LabRulesError(
-                    f"labEvidence '{evidence_id}' is in both {found[evidence_id].id} and "
-                    f"{category.id}"
-                )
-            found[evidence_id] = category
-    return found

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from .findings import Findings
+from .evidence import Findings
 from .record import PatientFacts
-from .ruleset import Recommendation, RuleSet
+from .ruleset import Recommendation, RuleSet, TierRow
 from .tiers import TierDecision
 
 
@@ -27,26 +27,35 @@ class ScreeningResult:
         return self.decision.tier
 
     @property
-    def suppressed(self) -> bool:
-        return bool(self.findings.suppression)
+    def row(self) -> TierRow:
+        """The row of the tier table that fired."""
+        return self.decision.row
 
     @property
-    def recommends_testing(self) -> bool:
-        return self.recommendation is not None
+    def suppressed(self) -> bool:
+        return bool(self.findings.suppression)
 
     @property
     def basis(self) -> list[str]:
         return self.findings.contributing_references(counted_supporting=self.counted_supporting)
 
+    @property
+    def mitigation(self) -> str | None:
+        """What to do, naming the row that fired (RiskAssessment.mitigation, the card)."""
+        if self.recommendation is None:
+            return None
+        row = self.row
+        text = (f"Rule {row.row} ({row.tier}: {row.rule}; recommendation "
+                f"{self.recommendation.kind}): {self.recommendation.mitigation}")
+        return f"{text} {row.recommend_also}" if row.recommend_also else text
+
 
 def recommend(
-    *, tier: str, findings: Findings, patient: PatientFacts, rules: RuleSet
+    *, row: TierRow, findings: Findings, patient: PatientFacts, rules: RuleSet
 ) -> Recommendation | None:
-    """What to test for (rules section 4), or None for low tier and suppressed patients."""
-    if tier == "low" or findings.suppression:
+    """What to test for (rules sections 3-4), or None for tier low and suppressed patients."""
+    if row.recommend is None or findings.suppression:
         return None
-    if patient.sex == "male":
-        key = "male-foxp3-negative" if findings.foxp3_negative is not None else "male"
-    else:
-        key = patient.sex
-    return rules.recommendations[key]
+    return rules.recommendation(
+        row.recommend, patient.sex, foxp3_negative=findings.foxp3_negative is not None
+    )

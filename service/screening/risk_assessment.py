@@ -13,7 +13,7 @@ import datetime as dt
 from html import escape
 from typing import Any
 
-from .findings import CategoryFinding, Evidence
+from .evidence import CategoryFinding, Evidence, ExplainedEvidence, Findings
 from .result import ScreeningResult
 from .ruleset import RuleSet
 
@@ -25,7 +25,6 @@ RISK_DISPLAY = {
     "moderate": "Moderate likelihood",
     "high": "High likelihood",
 }
-IPEX_LIKE_TEXT = "IPEX-like immune dysregulation"
 
 
 def _evidence_text(evidence: Evidence, *, dated: str = "onset ") -> str:
@@ -38,7 +37,14 @@ def _finding_line(finding: CategoryFinding) -> str:
     category = finding.category
     items = "; ".join(_evidence_text(e) for e in sorted(finding.evidence,
                                                          key=lambda e: e.onset_bound))
-    return f"{category.id} ({category.display}): {items}"
+    part = f", part of {category.part_of.id}" if category.part_of is not None else ""
+    return f"{category.id} ({category.display}{part}): {items}"
+
+
+def explained_text(explained: ExplainedEvidence) -> str:
+    """One line for a diarrhea code a coded cause explained: found, not counted."""
+    return (f"{explained.category.id}: {_evidence_text(explained.evidence)}, "
+            f"{explained.explanation.text()}")
 
 
 def rationale(result: ScreeningResult) -> str:
@@ -55,20 +61,24 @@ def rationale(result: ScreeningResult) -> str:
                      + "; ".join(_finding_line(f) for f in late))
     if not lines:
         lines.append("No triad criterion or supporting feature was found in the record.")
+    if findings.explained:
+        lines.append("Found, not counted (a coded cause explains it): " + "; ".join(
+            explained_text(e) for e in findings.explained))
     if findings.shown:
         lines.append("Also shown, not scored: " + "; ".join(
             _evidence_text(e, dated="") for e in findings.shown))
-    row = result.decision.row
+    row = result.row
     if row.tier == "low":
-        lines.append(f"Tier low: no higher rule of the IPEX screening rules "
-                     f"v{result.rules_version} is met.")
+        lines.append(f"Tier low by rule {row.row} of the IPEX screening rules "
+                     f"v{result.rules_version}: {row.rule}.")
     else:
         lines.append(f"Tier {row.tier} by rule {row.row} of the IPEX screening rules "
-                     f"v{result.rules_version}: {row.rule}.")
+                     f"v{result.rules_version}: {row.rule} (recommendation {row.recommend}).")
     return "\n".join(lines)
 
 
 def notes(result: ScreeningResult) -> list[str]:
+    """What a clinician must know beside the rationale: suppression, sex, missing data."""
     found = []
     findings = result.findings
     for suppression in findings.suppression:
@@ -76,15 +86,17 @@ def notes(result: ScreeningResult) -> list[str]:
     if findings.foxp3_negative is not None:
         negative = findings.foxp3_negative
         found.append(
-            f"FOXP3 testing was negative ({negative.when}): the recommendation is the "
-            "IPEX-like gene panel, not FOXP3."
+            f"FOXP3 testing was negative ({negative.when}): the recommendation leaves FOXP3 "
+            "out (IPEX itself is unlikely)."
         )
     if result.patient.birth_date is None:
         found.append(
             "The Patient has no birthDate, so no age at onset can be computed and no "
             "tier above low can be reached: record the birth date and screen again."
         )
-    if result.patient.sex != "male" and result.recommendation is not None:
+    recommendation = result.recommendation
+    if (recommendation is not None and recommendation.kind == "IPEX"
+            and result.patient.sex != "male"):
         found.append(
             "IPEX is X-linked; sex assigned at birth is "
             f"{'female' if result.patient.sex == 'female' else 'not recorded'}, "
@@ -93,14 +105,41 @@ def notes(result: ScreeningResult) -> list[str]:
     return found
 
 
+def table_rows(findings: Findings, counted_supporting: frozenset[str]
+               ) -> list[tuple[str, Evidence]]:
+    """(label, evidence) for the evidence table: each resource once, under its narrowest
+    criterion (ENT-AIE rather than ENT), then the supporting features."""
+    narrower = {
+        e.reference
+        for f in findings.criteria.values() if f.category.part_of is not None
+        for e in f.evidence
+    }
+    rows: list[tuple[str, Evidence]] = []
+    for finding in findings.criteria.values():
+        category = finding.category
+        label = f"{category.id}: {category.display}"
+        if category.part_of is not None:
+            label += f" (part of {category.part_of.id})"
+        for evidence in sorted(finding.evidence, key=lambda e: (e.onset_bound, e.reference)):
+            if category.part_of is None and evidence.reference in narrower:
+                continue
+            rows.append((label, evidence))
+    for key, finding in findings.supporting.items():
+        label = f"{finding.category.id}: {finding.category.display} (supporting feature"
+        label += ")" if key in counted_supporting else "; not counted: began at 24 months or later)"
+        for evidence in sorted(finding.evidence, key=lambda e: (e.onset_bound, e.reference)):
+            rows.append((label, evidence))
+    return rows
+
+
 def _outcome(result: ScreeningResult, rules: RuleSet) -> dict[str, Any]:
-    if result.patient.sex == "male" and result.findings.foxp3_negative is None:
-        male = rules.recommendations["male"]
-        outcome: dict[str, Any] = {"text": male.outcome_text}
-        if male.outcome_coding:
-            outcome["coding"] = [dict(male.outcome_coding)]
-        return outcome
-    return {"text": IPEX_LIKE_TEXT}
+    """IPEX syndrome (coded) for a boy, IPEX-like immune dysregulation otherwise."""
+    shown = result.recommendation or rules.recommendation(
+        "IPEX", result.patient.sex, foxp3_negative=result.findings.foxp3_negative is not None)
+    outcome: dict[str, Any] = {"text": shown.outcome_text}
+    if shown.outcome_coding:
+        outcome["coding"] = [dict(shown.outcome_coding)]
+    return outcome
 
 
 def _row(cells: list[str]) -> str:
@@ -109,31 +148,30 @@ def _row(cells: list[str]) -> str:
 
 def narrative(result: ScreeningResult) -> str:
     """A small XHTML table of the same content, for any FHIR viewer."""
-    rows = []
-    for finding in (*result.findings.criteria.values(), *result.findings.supporting.values()):
-        late = finding.category.kind == "supporting" and (
-            finding.category.id not in result.counted_supporting)
-        for evidence in finding.evidence:
-            rows.append(_row([
-                f"{finding.category.id}: {finding.category.display}"
-                + (" (not counted: began at 24 months or later)" if late else ""),
-                evidence.description + (f" ({evidence.detail})" if evidence.detail else ""),
-                evidence.code_label,
-                evidence.when,
-                evidence.age_at_onset,
-            ]))
+    findings = result.findings
+    rows = [
+        _row([label, evidence.description + (f" ({evidence.detail})" if evidence.detail else ""),
+              evidence.code_label, evidence.when, evidence.age_at_onset])
+        for label, evidence in table_rows(findings, result.counted_supporting)
+    ]
+    rows += [
+        _row([f"{e.category.id}: found, not counted ({e.explanation.text()})",
+              e.evidence.description, e.evidence.code_label, e.evidence.when,
+              e.evidence.age_at_onset])
+        for e in findings.explained
+    ]
     table = (
         "<table><thead><tr><th>Criterion</th><th>Evidence</th><th>Code</th><th>Onset</th>"
         "<th>Age at onset</th></tr></thead><tbody>"
         + ("".join(rows) or '<tr><td colspan="5">No criterion or feature found</td></tr>')
         + "</tbody></table>"
     )
-    row = result.decision.row
-    if result.findings.shown:
+    row = result.row
+    if findings.shown:
         shown_rows = "".join(
             _row([e.description + (f" ({e.detail})" if e.detail else ""), e.code_label, e.when,
                   e.age_at_onset])
-            for e in result.findings.shown
+            for e in findings.shown
         )
         table += (
             "<p>Also shown, not scored:</p><table><thead><tr><th>Result</th><th>Code</th>"
@@ -145,8 +183,8 @@ def narrative(result: ScreeningResult) -> str:
         f"screened as of {result.as_of.isoformat()})</p>",
         table,
     ]
-    if result.recommendation is not None:
-        parts.append(f"<p><b>Recommendation:</b> {escape(result.recommendation.mitigation)}</p>")
+    if result.mitigation is not None:
+        parts.append(f"<p><b>Recommendation:</b> {escape(result.mitigation)}</p>")
     for note in notes(result):
         parts.append(f"<p>{escape(note)}</p>")
     return '<div xmlns="http://www.w3.org/1999/xhtml">' + "".join(parts) + "</div>"
@@ -189,8 +227,8 @@ def risk_assessment(
         },
         "rationale": rationale(result),
     }]
-    if result.recommendation is not None:
-        resource["mitigation"] = result.recommendation.mitigation
+    if result.mitigation is not None:
+        resource["mitigation"] = result.mitigation
     found_notes = notes(result)
     if found_notes:
         resource["note"] = [{"text": text} for text in found_notes]

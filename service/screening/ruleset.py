@@ -1,19 +1,34 @@
 """The screening rules as typed data, built from the documents in ``fhir_profiles/``.
 
-:func:`build_rule_set` takes the parsed rule table and ValueSets (it reads no
-files) and checks them: every referenced ValueSet exists, every tier names known
-criteria, and no code belongs to two categories ("one code, one meaning").
-A problem raises :class:`RuleSetError` naming the file and the field.
+:func:`build_rule_set` takes the parsed rule table, lab rules and ValueSets (it reads
+no files). The rule table is read through its declared schema
+(:mod:`.rule_documents`), then cross-checked here: every referenced ValueSet and
+explaining cause exists, every tier names known criteria and a known recommendation
+kind, each narrower criterion (ENT-AIE, DERM-ERY) is part of a broader one, and no
+code belongs to two categories ("one code, one meaning"). A problem raises
+:class:`RuleSetError` naming the field. The rule set is immutable once built.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from .dates import AgeLimit
-from .lab_rules import LabRules, LabRulesError, lab_evidence_ids, parse_lab_rules
+from pydantic import ValidationError
+
+from .dates import AgeLimit, InvalidDate, date_after
+from .lab_rules import LabRules, LabRulesError, parse_lab_rules
+from .rule_documents import (
+    AgeDoc,
+    CategoryDoc,
+    CauseDoc,
+    RecommendationDoc,
+    ScreeningRulesDoc,
+    TierRowDoc,
+    WindowBoundDoc,
+)
 from .terminology import (
     SystemAliases,
     TerminologyError,
@@ -26,9 +41,40 @@ Tier = Literal["low", "moderate", "high"]
 TIERS: tuple[Tier, ...] = ("low", "moderate", "high")
 Sex = Literal["male", "female", "unknown"]
 
+#: The variants every recommendation kind may have, and the ones IPEX must have.
+RECOMMENDATION_VARIANTS = frozenset({"male", "female", "unknown", "male-foxp3-negative", "any"})
+_IPEX_VARIANTS = ("male", "female", "unknown", "male-foxp3-negative")
+
 
 class RuleSetError(ValueError):
     """The rule documents are inconsistent; the service must not start."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBound:
+    """One edge of a cause's window: the diarrhea's start or end, shifted by an offset."""
+
+    anchor: Literal["diarrheaStart", "diarrheaEnd"]
+    offset_value: float
+    offset_unit: str
+
+    def date_from(self, anchor_date: dt.date) -> dt.date:
+        try:
+            return date_after(anchor_date, self.offset_value, self.offset_unit)
+        except InvalidDate:
+            return dt.date.max if self.offset_value > 0 else dt.date.min
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainingCause:
+    """A coded cause that explains a nonspecific diarrhea code inside its window."""
+
+    id: str
+    display: str
+    value_set: ValueSetMatcher
+    start: WindowBound | None
+    end: WindowBound | None
+    window_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +85,7 @@ class EvidenceSource:
     onset_before: AgeLimit | None = None
     onset_at_or_after: AgeLimit | None = None
     persistent_for_days: int | None = None
+    explained_by: tuple[ExplainingCause, ...] = ()
 
     def describe_condition(self) -> str:
         parts = []
@@ -53,13 +100,18 @@ class EvidenceSource:
 
 @dataclass(frozen=True, slots=True)
 class Category:
-    """A triad criterion (ENT, ENDO-DM, ...) or a supporting feature."""
+    """A triad criterion (ENT, ENDO-DM, ...) or a supporting feature.
+
+    A narrower criterion (ENT-AIE, DERM-ERY) names the criterion it is part of: its
+    evidence is evidence of that one too.
+    """
 
     id: str
     display: str
     kind: Literal["criterion", "supporting"]
     evidence: tuple[EvidenceSource, ...]
     lab_evidence: tuple[str, ...] = ()
+    part_of: Category | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +129,11 @@ Alternative = CriterionRef | SupportingCount
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
-    """One clause of a tier row: any of the alternatives, each begun before the limit."""
+    """One clause of a tier row: any of the alternatives, begun inside the age limits."""
 
     any_of: tuple[Alternative, ...]
     onset_before: AgeLimit | None
+    onset_at_or_after: AgeLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +142,25 @@ class TierRow:
     tier: Tier
     rule: str
     requirements: tuple[Requirement, ...]
+    recommend: str | None = None
+    recommend_also: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    """What to test for, by sex (rules section 4)."""
+    """What to test for, for one recommendation kind and sex (rules section 4)."""
 
-    key: str
+    kind: str
+    variant: str
     test_name: str
     mitigation: str
     outcome_text: str
     outcome_coding: Mapping[str, str] | None
     uses_order_code: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.variant}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +186,19 @@ class Classification:
     source: EvidenceSource
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class ExplanationPolicy:
+    """Which causes may explain a diarrhea code: their verification status and windows."""
+
+    verification_statuses: frozenset[str]
+    without_status: bool
+    causes: tuple[ExplainingCause, ...]
+
+    def accepts_status(self, status: str | None) -> bool:
+        return self.without_status if status is None else status in self.verification_statuses
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
     """Everything the core needs to screen, checked once at start."""
 
@@ -134,18 +206,19 @@ class RuleSet:
     url: str
     version: str
     title: str
+    date: str
     aliases: SystemAliases
     criteria: tuple[Category, ...]
     supporting: tuple[Category, ...]
     supporting_onset_before: AgeLimit
+    explanation: ExplanationPolicy
     exclusions: tuple[Exclusion, ...]
     suppression: Suppression
     tiers: tuple[TierRow, ...]
-    recommendations: Mapping[str, Recommendation]
+    recommendations: Mapping[str, Mapping[str, Recommendation]]
     value_sets: Mapping[str, ValueSetMatcher]
-    labs: Mapping[str, Any] = field(default_factory=dict)
-    observation_codes: frozenset[str] = frozenset()
-    lab_rules: LabRules | None = None
+    lab_rules: LabRules | None
+    observation_codes: frozenset[str]
 
     def categories(self) -> Iterator[Category]:
         yield from self.criteria
@@ -175,6 +248,15 @@ class RuleSet:
                 return exclusion
         return None
 
+    def causes(self, system: str, code: str) -> tuple[ExplainingCause, ...]:
+        """The explaining causes a coded diagnosis is (celiac disease, an infection, ...)."""
+        canonical = self.aliases.canonical(system)
+        normal = normalise_code(canonical, code)
+        return tuple(
+            cause for cause in self.explanation.causes
+            if cause.value_set.contains(canonical, normal)
+        )
+
     def is_ipex_diagnosis(self, system: str, code: str) -> bool:
         canonical = self.aliases.canonical(system)
         return self.suppression.diagnosis.contains(canonical, normalise_code(canonical, code))
@@ -198,112 +280,167 @@ class RuleSet:
             self.classify(system, code) is not None
             or self.is_ipex_diagnosis(system, code)
             or self.exclusion(system, code) is not None
+            or bool(self.causes(system, code))
         )
+
+    def recommendation(self, kind: str, sex: Sex, *, foxp3_negative: bool) -> Recommendation:
+        """The recommendation of a row's kind for this sex (rules section 4)."""
+        variants = self.recommendations[kind]
+        if sex == "male":
+            wanted = ("male-foxp3-negative", "any") if foxp3_negative else ("male", "any")
+        else:
+            wanted = (sex, "any")
+        for variant in wanted:
+            if variant in variants:
+                return variants[variant]
+        raise KeyError(f"{kind}/{sex}")  # the build checks every kind has 'any' or all sexes
 
 
 # --- building -----------------------------------------------------------------
 
 
-def _need(doc: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in doc:
-        raise RuleSetError(f"{where}: missing '{key}'")
-    return doc[key]
+def _age(doc: AgeDoc | None) -> AgeLimit | None:
+    return AgeLimit(doc.value, doc.unit) if doc is not None else None
 
 
-def _age(value: Any, where: str) -> AgeLimit | None:
-    if value is None:
+def _value_set(url: str, value_sets: Mapping[str, ValueSetMatcher], where: str) -> ValueSetMatcher:
+    if url not in value_sets:
+        raise RuleSetError(f"{where}: unknown ValueSet {url}")
+    return value_sets[url]
+
+
+def _bound(doc: WindowBoundDoc | None) -> WindowBound | None:
+    if doc is None:
         return None
-    if not isinstance(value, Mapping) or "value" not in value or "unit" not in value:
-        raise RuleSetError(f"{where}: an age needs 'value' and 'unit', got {value!r}")
-    if value["unit"] not in ("a", "mo", "wk", "d"):
-        raise RuleSetError(f"{where}: age unit must be one of a, mo, wk, d")
-    return AgeLimit(float(value["value"]), str(value["unit"]))
+    return WindowBound(doc.anchor, doc.offset.value, doc.offset.unit)
 
 
-def _category(
-    doc: Mapping[str, Any],
-    kind: Literal["criterion", "supporting"],
-    value_sets: Mapping[str, ValueSetMatcher],
-    where: str,
-) -> Category:
-    category_id = str(_need(doc, "id", where))
-    where = f"{where} '{category_id}'"
-    sources = []
-    for i, src in enumerate(doc.get("evidence", [])):
-        url = str(_need(src, "valueSet", f"{where} evidence[{i}]"))
-        if url not in value_sets:
-            raise RuleSetError(f"{where}: unknown ValueSet {url}")
-        persistent = src.get("persistentForDays")
-        sources.append(
-            EvidenceSource(
-                value_set=value_sets[url],
-                onset_before=_age(src.get("onsetBefore"), where),
-                onset_at_or_after=_age(src.get("onsetAtOrAfter"), where),
-                persistent_for_days=int(persistent) if persistent is not None else None,
-            )
-        )
-    labs = tuple(str(x) for x in doc.get("labEvidence", []))
-    if not sources and not labs:
-        raise RuleSetError(f"{where}: a category needs evidence")
-    return Category(
-        id=category_id,
-        display=str(_need(doc, "display", where)),
-        kind=kind,
-        evidence=tuple(sources),
-        lab_evidence=labs,
+def _cause(doc: CauseDoc, value_sets: Mapping[str, ValueSetMatcher]) -> ExplainingCause:
+    where = f"explainedDiarrhea.causes '{doc.id}'"
+    if doc.window.start is None and doc.window.end is None:
+        raise RuleSetError(f"{where}: a window needs 'from', 'to' or both")
+    return ExplainingCause(
+        id=doc.id,
+        display=doc.display,
+        value_set=_value_set(doc.value_set, value_sets, where),
+        start=_bound(doc.window.start),
+        end=_bound(doc.window.end),
+        window_text=doc.window_text,
     )
 
 
-def _tiers(docs: Sequence[Mapping[str, Any]], known: set[str]) -> tuple[TierRow, ...]:
+def _category(
+    doc: CategoryDoc,
+    kind: Literal["criterion", "supporting"],
+    value_sets: Mapping[str, ValueSetMatcher],
+    causes: Mapping[str, ExplainingCause],
+    parents: Mapping[str, Category],
+    where: str,
+) -> Category:
+    where = f"{where} '{doc.id}'"
+    sources = []
+    for i, src in enumerate(doc.evidence):
+        at = f"{where} evidence[{i}]"
+        unknown = [c for c in src.explained_by if c not in causes]
+        if unknown:
+            raise RuleSetError(f"{at}: unknown explaining cause {unknown}")
+        sources.append(EvidenceSource(
+            value_set=_value_set(src.value_set, value_sets, at),
+            onset_before=_age(src.onset_before),
+            onset_at_or_after=_age(src.onset_at_or_after),
+            persistent_for_days=src.persistent_for_days,
+            explained_by=tuple(causes[c] for c in src.explained_by),
+        ))
+    if not sources and not doc.lab_evidence:
+        raise RuleSetError(f"{where}: a category needs evidence")
+    parent = None
+    if doc.part_of is not None:
+        if kind != "criterion":
+            raise RuleSetError(f"{where}: only a criterion can be part of another")
+        parent = parents.get(doc.part_of)
+        if parent is None:
+            raise RuleSetError(
+                f"{where}: partOf '{doc.part_of}' must be a broader criterion listed before it"
+            )
+    return Category(doc.id, doc.display, kind, tuple(sources), doc.lab_evidence, parent)
+
+
+def _tiers(
+    docs: Sequence[TierRowDoc], known: set[str], kinds: Mapping[str, Any]
+) -> tuple[TierRow, ...]:
     rows = []
     for i, doc in enumerate(docs):
-        where = f"tiers[{i}]"
-        tier = _need(doc, "tier", where)
-        if tier not in TIERS:
-            raise RuleSetError(f"{where}: tier must be one of {TIERS}, got {tier!r}")
+        where = f"tiers[{i}] (row {doc.row})"
+        if doc.row != i + 1:
+            raise RuleSetError(f"{where}: rows must be numbered 1, 2, 3, ... in order")
+        if doc.tier == "low":
+            if doc.recommend is not None:
+                raise RuleSetError(f"{where}: a low row recommends nothing")
+        elif doc.recommend not in kinds:
+            raise RuleSetError(
+                f"{where}: recommend must be one of {sorted(kinds)}, got {doc.recommend!r}"
+            )
         requirements = []
-        for j, req in enumerate(_need(doc, "requirements", where)):
+        for j, req in enumerate(doc.requirements):
             alternatives: list[Alternative] = []
-            for alt in _need(req, "anyOf", f"{where}.requirements[{j}]"):
-                if "criterion" in alt:
-                    if alt["criterion"] not in known:
-                        raise RuleSetError(f"{where}: unknown criterion {alt['criterion']!r}")
-                    alternatives.append(CriterionRef(str(alt["criterion"])))
-                elif "supportingFeatures" in alt:
-                    alternatives.append(SupportingCount(int(alt["supportingFeatures"])))
+            for alt in req.any_of:
+                if (alt.criterion is None) == (alt.supporting_features is None):
+                    raise RuleSetError(f"{where}.requirements[{j}]: an alternative is a "
+                                       "criterion or a count of supporting features")
+                if alt.criterion is not None:
+                    if alt.criterion not in known:
+                        raise RuleSetError(f"{where}: unknown criterion {alt.criterion!r}")
+                    alternatives.append(CriterionRef(alt.criterion))
                 else:
-                    raise RuleSetError(f"{where}: an alternative is a criterion or a count")
-            requirements.append(
-                Requirement(tuple(alternatives), _age(req.get("onsetBefore"), where))
-            )
-        rows.append(
-            TierRow(
-                row=int(_need(doc, "row", where)),
-                tier=tier,
-                rule=str(_need(doc, "rule", where)),
-                requirements=tuple(requirements),
-            )
-        )
-    if not rows or rows[-1].tier != "low" or rows[-1].requirements:
+                    assert alt.supporting_features is not None
+                    alternatives.append(SupportingCount(alt.supporting_features))
+            requirements.append(Requirement(
+                tuple(alternatives), _age(req.onset_before), _age(req.onset_at_or_after)
+            ))
+        rows.append(TierRow(doc.row, doc.tier, doc.rule, tuple(requirements),
+                            doc.recommend, doc.recommend_also))
+    if rows[-1].tier != "low" or rows[-1].requirements:
         raise RuleSetError("tiers: the last row must be 'low' with no requirements")
+    ranks = [TIERS.index(row.tier) for row in rows]
+    if ranks != sorted(ranks, reverse=True):
+        raise RuleSetError("tiers: rows must run from high to low (the first match wins)")
     return tuple(rows)
 
 
-def _recommendations(doc: Mapping[str, Any]) -> dict[str, Recommendation]:
-    needed = ("male", "female", "unknown", "male-foxp3-negative")
-    result = {}
-    for key in needed:
-        item = _need(doc, key, "recommendations")
-        where = f"recommendations.{key}"
-        coding = item.get("outcomeCoding")
-        result[key] = Recommendation(
-            key=key,
-            test_name=str(_need(item, "testName", where)),
-            mitigation=str(_need(item, "mitigation", where)),
-            outcome_text=str(_need(item, "outcomeText", where)),
-            outcome_coding=dict(coding) if coding else None,
-            uses_order_code=bool(item.get("usesOrderCode", False)),
-        )
+def _recommendation(kind: str, variant: str, doc: RecommendationDoc) -> Recommendation:
+    coding = doc.outcome_coding
+    return Recommendation(
+        kind=kind,
+        variant=variant,
+        test_name=doc.test_name,
+        mitigation=doc.mitigation,
+        outcome_text=doc.outcome_text,
+        outcome_coding=coding.model_dump(exclude_none=True) if coding else None,
+        uses_order_code=doc.uses_order_code,
+    )
+
+
+def _recommendations(
+    doc: Mapping[str, Mapping[str, RecommendationDoc]],
+) -> dict[str, dict[str, Recommendation]]:
+    if "IPEX" not in doc:
+        raise RuleSetError("recommendations: the IPEX kind is required")
+    result: dict[str, dict[str, Recommendation]] = {}
+    for kind, variants in doc.items():
+        where = f"recommendations.{kind}"
+        unknown = set(variants) - RECOMMENDATION_VARIANTS
+        if unknown:
+            raise RuleSetError(f"{where}: unknown variants {sorted(unknown)}")
+        if kind == "IPEX":
+            missing = [v for v in _IPEX_VARIANTS if v not in variants]
+            if missing:
+                raise RuleSetError(f"{where}: missing {missing}")
+        elif "any" not in variants:
+            raise RuleSetError(f"{where}: needs an 'any' variant")
+        if "male" in variants and "male-foxp3-negative" not in variants:
+            raise RuleSetError(f"{where}: a 'male' variant needs a 'male-foxp3-negative' one "
+                               "(after a negative FOXP3 result 'FOXP3 first' is wrong)")
+        result[kind] = {v: _recommendation(kind, v, item) for v, item in variants.items()}
     return result
 
 
@@ -333,6 +470,30 @@ def _check_one_meaning(rules: RuleSet) -> None:
                     )
 
 
+def _lab_evidence_owners(categories: Sequence[Category]) -> dict[str, str]:
+    """Map each ``labEvidence`` id of the screening rules to its category's id."""
+    found: dict[str, str] = {}
+    for category in categories:
+        for evidence_id in category.lab_evidence:
+            if evidence_id in found:
+                raise RuleSetError(
+                    f"labEvidence '{evidence_id}' is in both {found[evidence_id]} and "
+                    f"{category.id}"
+                )
+            found[evidence_id] = category.id
+    return found
+
+
+def _parse(rules_doc: Mapping[str, Any]) -> ScreeningRulesDoc:
+    try:
+        return ScreeningRulesDoc.model_validate(rules_doc)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:8]
+        )
+        raise RuleSetError(f"the rule table does not match its schema: {problems}") from None
+
+
 def build_rule_set(
     rules_doc: Mapping[str, Any],
     value_set_docs: Sequence[Mapping[str, Any]],
@@ -340,93 +501,89 @@ def build_rule_set(
     labs_doc: Mapping[str, Any] | None = None,
 ) -> RuleSet:
     """Build and check the rule set from its parsed documents."""
+    doc = _parse(rules_doc)
     value_sets: dict[str, ValueSetMatcher] = {}
-    for doc in value_set_docs:
+    for vs_doc in value_set_docs:
         try:
-            matcher = compile_value_set(doc)
+            matcher = compile_value_set(vs_doc)
         except (TerminologyError, KeyError, TypeError) as exc:
-            raise RuleSetError(f"ValueSet {doc.get('id')}: {exc}") from exc
+            raise RuleSetError(f"ValueSet {vs_doc.get('id')}: {exc}") from exc
         if matcher.url in value_sets:
             raise RuleSetError(f"two ValueSets share the url {matcher.url}")
         value_sets[matcher.url] = matcher
 
-    criteria = tuple(
-        _category(doc, "criterion", value_sets, "criteria")
-        for doc in _need(rules_doc, "criteria", "rules")
-    )
-    support_doc = _need(rules_doc, "supportingFeatures", "rules")
+    explained = doc.explained_diarrhea
+    causes = {c.id: _cause(c, value_sets) for c in explained.causes}
+    if len(causes) != len(explained.causes):
+        raise RuleSetError("explainedDiarrhea.causes: ids must be unique")
+
+    criteria: list[Category] = []
+    for item in doc.criteria:
+        parents = {c.id: c for c in criteria if c.part_of is None}
+        criteria.append(_category(item, "criterion", value_sets, causes, parents, "criteria"))
     supporting = tuple(
-        _category(doc, "supporting", value_sets, "supportingFeatures")
-        for doc in _need(support_doc, "categories", "supportingFeatures")
+        _category(item, "supporting", value_sets, causes, {}, "supportingFeatures")
+        for item in doc.supporting_features.categories
     )
     ids = [c.id for c in (*criteria, *supporting)]
     if len(ids) != len(set(ids)):
         raise RuleSetError("criterion and feature ids must be unique")
-    onset_limit = _age(_need(support_doc, "onsetBefore", "supportingFeatures"), "supporting")
-    assert onset_limit is not None
 
-    exclusions = []
-    for i, doc in enumerate(rules_doc.get("exclusions", [])):
-        url = str(_need(doc, "valueSet", f"exclusions[{i}]"))
-        if url not in value_sets:
-            raise RuleSetError(f"exclusions[{i}]: unknown ValueSet {url}")
-        exclusions.append(Exclusion(value_sets[url], str(_need(doc, "reason", f"exclusions[{i}]"))))
-
-    sup = _need(rules_doc, "suppression", "rules")
-    diagnosis_url = str(_need(sup, "diagnosisValueSet", "suppression"))
-    if diagnosis_url not in value_sets:
-        raise RuleSetError(f"suppression: unknown ValueSet {diagnosis_url}")
-    result_doc = _need(sup, "foxp3Result", "suppression")
+    exclusions = tuple(
+        Exclusion(_value_set(x.value_set, value_sets, f"exclusions[{i}]"), x.reason)
+        for i, x in enumerate(doc.exclusions)
+    )
+    sup = doc.suppression
+    result = sup.foxp3_result
     suppression = Suppression(
-        diagnosis=value_sets[diagnosis_url],
-        order_text_patterns=tuple(
-            str(x).upper() for x in _need(sup, "orderTextPatterns", "suppression")
-        ),
-        gene_studied_loinc=str(_need(result_doc, "geneStudied", "suppression.foxp3Result")),
-        gene_hgnc=normalise_code(
-            "http://www.genenames.org/geneId", str(_need(result_doc, "gene", "foxp3Result"))
-        ),
-        variant_assessment_loinc=str(_need(result_doc, "variantAssessment", "foxp3Result")),
-        absent_answer=str(_need(result_doc, "absentAnswer", "foxp3Result")),
-        negative_interpretations=frozenset(
-            str(x) for x in _need(result_doc, "negativeInterpretations", "foxp3Result")
-        ),
+        diagnosis=_value_set(sup.diagnosis_value_set, value_sets, "suppression"),
+        order_text_patterns=tuple(p.upper() for p in sup.order_text_patterns),
+        gene_studied_loinc=result.gene_studied,
+        gene_hgnc=normalise_code("http://www.genenames.org/geneId", result.gene),
+        variant_assessment_loinc=result.variant_assessment,
+        absent_answer=result.absent_answer,
+        negative_interpretations=frozenset(result.negative_interpretations),
     )
+    recommendations = _recommendations(doc.recommendations)
 
-    alias_doc = rules_doc.get("systemAliases", {})
-    if not isinstance(alias_doc, Mapping):
-        raise RuleSetError("systemAliases must map a canonical system to its aliases")
-    aliases = {alias: canonical for canonical, names in alias_doc.items() for alias in names}
-
-    rules = RuleSet(
-        id=str(_need(rules_doc, "id", "rules")),
-        url=str(_need(rules_doc, "url", "rules")),
-        version=str(_need(rules_doc, "version", "rules")),
-        title=str(_need(rules_doc, "title", "rules")),
-        aliases=SystemAliases(aliases),
-        criteria=criteria,
-        supporting=supporting,
-        supporting_onset_before=onset_limit,
-        exclusions=tuple(exclusions),
-        suppression=suppression,
-        tiers=_tiers(_need(rules_doc, "tiers", "rules"), {c.id for c in criteria}),
-        recommendations=_recommendations(_need(rules_doc, "recommendations", "rules")),
-        value_sets=value_sets,
-        labs=dict(labs_doc or {}),
-    )
+    lab_rules = None
     if labs_doc is not None:
         try:
-            rules.lab_rules = parse_lab_rules(
-                labs_doc, categories=lab_evidence_ids(tuple(rules.categories()))
+            lab_rules = parse_lab_rules(
+                labs_doc, categories=_lab_evidence_owners((*criteria, *supporting))
             )
         except LabRulesError as exc:
             raise RuleSetError(f"lab rules (ipex-lab-rules.json): {exc}") from exc
-    rules.observation_codes = frozenset(
-        {
+
+    rules = RuleSet(
+        id=doc.id,
+        url=doc.url,
+        version=doc.version,
+        title=doc.title,
+        date=doc.date,
+        aliases=SystemAliases({
+            alias: canonical for canonical, names in doc.system_aliases.items() for alias in names
+        }),
+        criteria=tuple(criteria),
+        supporting=supporting,
+        supporting_onset_before=AgeLimit(doc.supporting_features.onset_before.value,
+                                         doc.supporting_features.onset_before.unit),
+        explanation=ExplanationPolicy(
+            verification_statuses=frozenset(explained.cause_verification_status),
+            without_status=explained.cause_without_verification_status,
+            causes=tuple(causes.values()),
+        ),
+        exclusions=exclusions,
+        suppression=suppression,
+        tiers=_tiers(doc.tiers, {c.id for c in criteria}, recommendations),
+        recommendations=recommendations,
+        value_sets=value_sets,
+        lab_rules=lab_rules,
+        observation_codes=frozenset({
             suppression.gene_studied_loinc,
             suppression.variant_assessment_loinc,
-            *(str(code) for code in rules.labs.get("readCodes", [])),
-        }
+            *(lab_rules.read_codes if lab_rules is not None else ()),
+        }),
     )
     _check_one_meaning(rules)
     return rules

@@ -1,7 +1,11 @@
 """The tier table (rules section 3): the first row whose every requirement is met wins.
 
 An age limit in a row applies to every criterion the row names; supporting
-features count only when they began before the rule set's supporting limit.
+features count only when they began before the rule set's supporting limit. A
+criterion's onset is its earliest evidence; undated evidence is bounded by the
+screening date, which satisfies "< limit" only when the bound itself is below it,
+and a lower limit ("from 6 months") is checked against that same bound, so that an
+undated onset is never excluded by a lower limit it might not meet.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from .findings import CategoryFinding, Findings
+from .evidence import CategoryFinding, Findings
 from .ruleset import CriterionRef, Requirement, RuleSet, SupportingCount, TierRow
 
 
@@ -31,8 +35,11 @@ class TierDecision:
         return self.row.tier
 
 
-def _began_before(finding: CategoryFinding, limit: dt.date | None) -> bool:
-    return limit is None or finding.onset_bound < limit
+def _began_within(
+    finding: CategoryFinding, before: dt.date | None, at_or_after: dt.date | None
+) -> bool:
+    bound = finding.onset_bound
+    return (before is None or bound < before) and (at_or_after is None or bound >= at_or_after)
 
 
 def supporting_counted(
@@ -51,19 +58,24 @@ def _meets(
     rules: RuleSet,
     birth: dt.date | None,
 ) -> tuple[CategoryFinding, ...] | None:
-    limit: dt.date | None = None
-    if requirement.onset_before is not None:
+    before: dt.date | None = None
+    at_or_after: dt.date | None = None
+    if requirement.onset_before is not None or requirement.onset_at_or_after is not None:
         if birth is None:
             return None
-        limit = requirement.onset_before.date_reached(birth)
+        if requirement.onset_before is not None:
+            before = requirement.onset_before.date_reached(birth)
+        if requirement.onset_at_or_after is not None:
+            at_or_after = requirement.onset_at_or_after.date_reached(birth)
     for alternative in requirement.any_of:
         if isinstance(alternative, CriterionRef):
             finding = findings.criteria.get(alternative.criterion)
-            if finding is not None and _began_before(finding, limit):
+            if finding is not None and _began_within(finding, before, at_or_after):
                 return (finding,)
         elif isinstance(alternative, SupportingCount):
             counted = [
-                f for f in supporting_counted(findings, rules, birth) if _began_before(f, limit)
+                f for f in supporting_counted(findings, rules, birth)
+                if _began_within(f, before, at_or_after)
             ]
             if len(counted) >= alternative.at_least:
                 return tuple(counted)

@@ -1,0 +1,149 @@
+"""The declared schema of ``fhir_profiles/rules/ipex-screening-rules.json``.
+
+Pydantic reads the document and reports every misspelt or missing field with its
+path; :mod:`.ruleset` then turns it into the typed, cross-checked rule set. Nothing
+here knows what a criterion means: these are the shapes an informaticist edits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AgeDoc(_Strict):
+    value: float
+    unit: Literal["a", "mo", "wk", "d"]
+
+
+class OffsetDoc(_Strict):
+    """A signed duration: ``-30 d`` is thirty days before the anchor."""
+
+    value: float
+    unit: Literal["a", "mo", "wk", "d"]
+
+
+class EvidenceDoc(_Strict):
+    value_set: str = Field(alias="valueSet")
+    onset_before: AgeDoc | None = Field(default=None, alias="onsetBefore")
+    onset_at_or_after: AgeDoc | None = Field(default=None, alias="onsetAtOrAfter")
+    persistent_for_days: int | None = Field(default=None, alias="persistentForDays", ge=1)
+    explained_by: tuple[str, ...] = Field(default=(), alias="explainedBy")
+
+
+class CategoryDoc(_Strict):
+    id: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    part_of: str | None = Field(default=None, alias="partOf")
+    evidence: tuple[EvidenceDoc, ...] = ()
+    lab_evidence: tuple[str, ...] = Field(default=(), alias="labEvidence")
+
+
+class SupportingDoc(_Strict):
+    onset_before: AgeDoc = Field(alias="onsetBefore")
+    categories: tuple[CategoryDoc, ...] = Field(min_length=1)
+
+
+class WindowBoundDoc(_Strict):
+    anchor: Literal["diarrheaStart", "diarrheaEnd"]
+    offset: OffsetDoc
+
+
+class WindowDoc(_Strict):
+    """Where a cause's onset must lie, relative to the diarrhea it explains (inclusive)."""
+
+    start: WindowBoundDoc | None = Field(default=None, alias="from")
+    end: WindowBoundDoc | None = Field(default=None, alias="to")
+
+
+class CauseDoc(_Strict):
+    id: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    value_set: str = Field(alias="valueSet")
+    window: WindowDoc
+    window_text: str = Field(alias="windowText", min_length=1)
+
+
+class ExplainedDiarrheaDoc(_Strict):
+    note: str = ""
+    cause_verification_status: tuple[str, ...] = Field(alias="causeVerificationStatus")
+    cause_without_verification_status: bool = Field(alias="causeWithoutVerificationStatus")
+    causes: tuple[CauseDoc, ...] = Field(min_length=1)
+
+
+class ExclusionDoc(_Strict):
+    value_set: str = Field(alias="valueSet")
+    reason: str = Field(min_length=1)
+
+
+class Foxp3ResultDoc(_Strict):
+    gene_studied: str = Field(alias="geneStudied")
+    gene: str
+    variant_assessment: str = Field(alias="variantAssessment")
+    absent_answer: str = Field(alias="absentAnswer")
+    negative_interpretations: tuple[str, ...] = Field(alias="negativeInterpretations")
+
+
+class SuppressionDoc(_Strict):
+    diagnosis_value_set: str = Field(alias="diagnosisValueSet")
+    order_text_patterns: tuple[str, ...] = Field(alias="orderTextPatterns", min_length=1)
+    order_text_patterns_note: str = Field(default="", alias="orderTextPatternsNote")
+    foxp3_result: Foxp3ResultDoc = Field(alias="foxp3Result")
+
+
+class AlternativeDoc(_Strict):
+    criterion: str | None = None
+    supporting_features: int | None = Field(default=None, alias="supportingFeatures", ge=1)
+
+
+class RequirementDoc(_Strict):
+    any_of: tuple[AlternativeDoc, ...] = Field(alias="anyOf", min_length=1)
+    onset_before: AgeDoc | None = Field(default=None, alias="onsetBefore")
+    onset_at_or_after: AgeDoc | None = Field(default=None, alias="onsetAtOrAfter")
+
+
+class TierRowDoc(_Strict):
+    row: int = Field(ge=1)
+    tier: Literal["low", "moderate", "high"]
+    recommend: str | None
+    recommend_also: str | None = Field(default=None, alias="recommendAlso")
+    rule: str = Field(min_length=1)
+    requirements: tuple[RequirementDoc, ...]
+
+
+class CodingDoc(_Strict):
+    system: str
+    code: str
+    display: str | None = None
+
+
+class RecommendationDoc(_Strict):
+    test_name: str = Field(alias="testName", min_length=1)
+    mitigation: str = Field(min_length=1)
+    outcome_text: str = Field(alias="outcomeText", min_length=1)
+    outcome_coding: CodingDoc | None = Field(default=None, alias="outcomeCoding")
+    uses_order_code: bool = Field(default=False, alias="usesOrderCode")
+
+
+class ScreeningRulesDoc(_Strict):
+    """The whole rule table, as the informaticist writes it."""
+
+    id: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    date: str = Field(min_length=1)
+    source: str = ""
+    system_aliases: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="systemAliases")
+    criteria: tuple[CategoryDoc, ...] = Field(min_length=1)
+    supporting_features: SupportingDoc = Field(alias="supportingFeatures")
+    explained_diarrhea: ExplainedDiarrheaDoc = Field(alias="explainedDiarrhea")
+    exclusions: tuple[ExclusionDoc, ...] = ()
+    suppression: SuppressionDoc
+    tiers: tuple[TierRowDoc, ...] = Field(min_length=1)
+    recommendations: dict[str, dict[str, RecommendationDoc]]

@@ -7,6 +7,7 @@ Each file under ``tests/data/scenarios/`` is::
                  "criteria": ["ENT", ...], "supporting": [...],
                  "recommendation": "IPEX/male" | "NDM/any" | ... (kind/variant) | null,
                  "suppressed": false, "basis": [...optional...],
+                 "explained": ["Condition/x", ...optional: diarrhea codes a cause explained],
                  "notCounted": ["substring of a reason", ...optional...]}]}
 
 One entry of ``expect`` per patient, in Bundle order.

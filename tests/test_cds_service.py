@@ -249,6 +249,8 @@ def check_card(card: dict[str, Any], *, pid: str) -> None:
     """The card invariants the spec and the contract set."""
     assert isinstance(card["uuid"], str) and str(uuid.UUID(card["uuid"])) == card["uuid"]
     assert isinstance(card["summary"], str) and 0 < len(card["summary"]) < 140
+    test = card["suggestions"][0]["actions"][0]["resource"]["code"]["text"]
+    assert card["summary"].endswith(f"consider {test}"), "the summary names the whole test"
     assert card["indicator"] in ("info", "warning")
     assert card["source"]["label"] and card["source"]["url"].startswith("https://")
     (suggestion,) = card["suggestions"]
@@ -305,7 +307,8 @@ def test_every_scenario_gives_the_card_the_screening_calls_for(
     _no_nulls_or_empties(card)
     assert card["indicator"] == {"high": "warning", "moderate": "info"}[expected["tier"]]
     for criterion in expected["criteria"] + expected.get("supporting", []):
-        assert f"| {criterion}: " in card["detail"], criterion
+        assert (f"| {criterion}: " in card["detail"]
+                or f"({criterion}: " in card["detail"]), criterion
     test = card["suggestions"][0]["actions"][0]["resource"]["code"]["text"]
     assert ("FOXP3" in test and "panel" not in test) == (expected["recommendation"] == "IPEX/male")
 

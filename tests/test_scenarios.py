@@ -36,6 +36,9 @@ def _check(result: ScreeningResult, expected: dict[str, Any], name: str) -> None
     assert result.suppressed == expected.get("suppressed", False), f"{where}: suppressed"
     if "basis" in expected:
         assert sorted(result.basis) == sorted(expected["basis"]), f"{where}: basis"
+    if "explained" in expected:
+        explained = [e.evidence.reference for e in result.findings.explained]
+        assert explained == expected["explained"], f"{where}: explained diarrhea"
     reasons = [n.reason for n in result.findings.not_counted]
     for fragment in expected.get("notCounted", []):
         assert any(fragment in r for r in reasons), f"{where}: no reason like {fragment!r}"
@@ -84,3 +87,12 @@ def test_scenario_over_http(path: Path, client: FlaskClient) -> None:
             assert sorted(b["reference"] for b in assessment.get("basis", [])) == sorted(
                 expected["basis"]
             )
+        row = expected.get("row")
+        if recommends and row is not None:
+            kind = expected["recommendation"].split("/")[0]
+            assert assessment["mitigation"].startswith(f"Rule {row} ("), "names the row"
+            assert f"recommendation {kind})" in assessment["mitigation"]
+            assert f"Tier {expected['tier']} by rule {row} " in prediction["rationale"]
+        if expected.get("explained"):
+            assert "Found, not counted (a coded cause explains it)" in prediction["rationale"]
+            assert "found, not counted" in assessment["text"]["div"]

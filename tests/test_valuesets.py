@@ -321,3 +321,12 @@ def test_a_broken_profile_stops_the_start_with_a_clear_message(
     with pytest.raises(ProfilesError):
         create_app({"profiles_dir": str(directory), "state_db": str(tmp_path / "s.sqlite3"),
                     "cds_auth": "off"})
+
+
+def test_every_suggested_order_suppresses_the_next_card(profiles: Profiles) -> None:
+    """An accepted card's own draft order (its text is the test name) must not bring the
+    card back: every test name the rules can suggest is recognised as the IPEX workup."""
+    rules = profiles.rules
+    for kind, variants in rules.recommendations.items():
+        for variant, recommendation in variants.items():
+            assert rules.names_ordered_test([recommendation.test_name]), (kind, variant)

@@ -107,8 +107,9 @@ def notes(result: ScreeningResult) -> list[str]:
 
 def table_rows(findings: Findings, counted_supporting: frozenset[str]
                ) -> list[tuple[str, Evidence]]:
-    """(label, evidence) for the evidence table: each resource once, under its narrowest
-    criterion (ENT-AIE rather than ENT), then the supporting features."""
+    """(label, evidence) for the evidence table: each resource once, labelled with its
+    criterion and the narrower kind it shows ("ENT: Enteropathy (ENT-AIE: ...)"), then
+    the supporting features."""
     narrower = {
         e.reference
         for f in findings.criteria.values() if f.category.part_of is not None
@@ -119,7 +120,8 @@ def table_rows(findings: Findings, counted_supporting: frozenset[str]
         category = finding.category
         label = f"{category.id}: {category.display}"
         if category.part_of is not None:
-            label += f" (part of {category.part_of.id})"
+            parent = category.part_of
+            label = f"{parent.id}: {parent.display} ({label})"
         for evidence in sorted(finding.evidence, key=lambda e: (e.onset_bound, e.reference)):
             if category.part_of is None and evidence.reference in narrower:
                 continue

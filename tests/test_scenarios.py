@@ -93,6 +93,9 @@ def test_scenario_over_http(path: Path, client: FlaskClient) -> None:
             assert assessment["mitigation"].startswith(f"Rule {row} ("), "names the row"
             assert f"recommendation {kind})" in assessment["mitigation"]
             assert f"Tier {expected['tier']} by rule {row} " in prediction["rationale"]
+            if not expected["recommendation"].endswith("foxp3-negative"):
+                # Every recommendation includes FOXP3 (for a girl: says IPEX is X-linked).
+                assert "FOXP3" in assessment["mitigation"]
         if expected.get("explained"):
             assert "Found, not counted (a coded cause explains it)" in prediction["rationale"]
             assert "found, not counted" in assessment["text"]["div"]

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from .config import ConfigError, load_settings
-from .errors import operation_outcome
+from .edge.errors import operation_outcome
 from .profiles import ProfilesError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from .errors import BadRequest, NotFound, from_screening
+from .edge.errors import BadRequest, NotFound, from_screening
 from .http_json import json_response, read_json
 from .observability.metrics import record_screenings
 from .runtime import Runtime

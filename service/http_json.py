@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from flask import Request, Response
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from .edge.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset({"application/json", FHIR_JSON})

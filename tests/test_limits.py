@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import ConfigError, load_settings
-from service.errors import BadRequest, PayloadTooLarge
+from service.edge.errors import BadRequest, PayloadTooLarge
 from service.security.limits import SECURITY_HEADERS, check_json_limits
 from tests.conftest import SCENARIOS, load_json
 

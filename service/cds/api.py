@@ -3,7 +3,8 @@
 A call's path: validate the envelope (:mod:`.schemas`) -> gather the record
 (:mod:`.prefetch`, :mod:`.fhir_client`) -> :meth:`Runtime.screen` -> the card
 (:mod:`.cards`). Errors are ``{"error": "..."}`` with a 4xx; an unauthorised call a
-bare 401. Any other service id matches no route: a JSON 404 from the app's handler.
+bare 401 (:func:`.auth.require_trusted` raises it). Any other service id matches no
+route: a JSON 404 from the app's handler.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from ..errors import ApiError, from_screening
+from ..edge.errors import ApiError, ServiceUnavailable, from_screening
 from ..http_json import json_response, read_json
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
 from ..runtime import Runtime
 from ..screening import ScreeningError
 from . import cards, schemas
-from .auth import Mode, allowed
+from .auth import Mode, require_trusted
 from .feedback import FeedbackStore, FeedbackStoreError
 from .prefetch import TEMPLATES, gather
 
@@ -34,10 +35,6 @@ EXTENSION = "ipex_cds"
 JSON = "application/json"
 
 bp = Blueprint("cds", __name__)
-
-
-class ServiceUnavailable(ApiError):
-    status, code = 503, "transient"
 
 
 def screening_date() -> dt.date | None:
@@ -85,15 +82,11 @@ def discovery() -> Response:
     return json_response(discovery_document(), mimetype=JSON)
 
 
-def _unauthorized() -> Response:
-    return Response(b"", status=401, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _read_checked(*, gate_fhir_server: bool) -> tuple[Any, Response | None]:
-    """The JSON body, or the bare 401 when the caller may not call (checked before 4xx)."""
-    state = _state()
-    if state.mode == "closed":
-        return None, _unauthorized()
+def _trusted_body(*, gate_fhir_server: bool) -> Any:
+    """The JSON body of a caller who may call: a refused caller's 401 comes before any 4xx."""
+    mode = _state().mode
+    if mode == "closed":  # refused before the body is even read
+        require_trusted(request, mode, fhir_server=None)
     settings = _runtime().settings
     body: Any = None
     problem: ApiError | None = None
@@ -105,20 +98,17 @@ def _read_checked(*, gate_fhir_server: bool) -> tuple[Any, Response | None]:
     fhir_server = None
     if gate_fhir_server and isinstance(body, Mapping) and isinstance(body.get("fhirServer"), str):
         fhir_server = body["fhirServer"]
-    if not allowed(request, state.mode, fhir_server=fhir_server):
-        return None, _unauthorized()
+    require_trusted(request, mode, fhir_server=fhir_server)
     if problem is not None:
         raise problem
     if isinstance(body, Mapping):
         note_hook_instance(body.get("hookInstance"))
-    return body, None
+    return body
 
 
 @bp.post(f"/cds-services/{SERVICE_ID}")
 def service_call() -> Response:
-    body, refused = _read_checked(gate_fhir_server=True)
-    if refused is not None:
-        return refused
+    body = _trusted_body(gate_fhir_server=True)
     call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
     record = gather(call, _runtime().settings)
     runtime = _runtime()
@@ -135,9 +125,7 @@ def service_call() -> Response:
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
 def feedback() -> Response:
-    body, refused = _read_checked(gate_fhir_server=False)
-    if refused is not None:
-        return refused
+    body = _trusted_body(gate_fhir_server=False)
     loaded = schemas.load(schemas.FEEDBACK, body, what="CDS Hooks feedback")
     items = loaded["feedback"]
     try:

@@ -1,9 +1,11 @@
 """Who may call the CDS service and its feedback: the mode gate (contract, "Authentication").
 
     IPEX_CDS_AUTH=off                    -> "off": every call accepted; Authorization ignored
-    IPEX_CDS_AUTH=jwt, or an issuers file -> "jwt": a signed JWT checked by verify_jwt
+    IPEX_CDS_AUTH=jwt, or an issuers file -> "jwt": a signed JWT, checked by security.guard
     neither, loopback or no bind host    -> "off" (a local run, tests)
     neither, any other bind host         -> "closed": a bare 401 to every call
+
+:func:`require_trusted` raises :class:`NotTrusted` (a bare 401) for a refused call.
 
 Discovery and CORS preflights are never gated. The mode and why are logged once,
 when the app is built.
@@ -18,6 +20,9 @@ from typing import Literal
 from flask import Request
 
 from ..config import Settings
+from ..edge.errors import NotTrusted
+from ..security.guard import verify_cds_call
+from ..security.jwt_verify import TokenRejected
 
 log = logging.getLogger("ipex_screen.cds")
 
@@ -64,22 +69,17 @@ def announce(settings: Settings, mode: Mode) -> None:
         log.info("CDS Hooks calls need a JWT signed by an issuer of IPEX_CDS_ISSUERS_FILE")
 
 
-def verify_jwt(request: Request, *, fhir_server: str | None) -> bool:
-    """Whether the call carries a valid JWT from a trusted issuer (the reason is logged)."""
-    from ..security.guard import verify_cds_call
-    from ..security.jwt_verify import TokenRejected
+def require_trusted(request: Request, mode: Mode, *, fhir_server: str | None) -> None:
+    """Raise NotTrusted (a bare 401) unless this CDS call or feedback may proceed.
 
+    In ``jwt`` mode the token is checked by :func:`service.security.guard.verify_cds_call`,
+    which logs why a token was refused.
+    """
+    if mode == "off":
+        return
+    if mode == "closed":
+        raise NotTrusted("CDS Hooks calls are refused: no issuers are trusted")
     try:
         verify_cds_call(request, fhir_server=fhir_server)
     except TokenRejected:
-        return False
-    return True
-
-
-def allowed(request: Request, mode: Mode, *, fhir_server: str | None) -> bool:
-    """Whether this CDS call or feedback may proceed."""
-    if mode == "off":
-        return True
-    if mode == "closed":
-        return False
-    return verify_jwt(request, fhir_server=fhir_server)
+        raise NotTrusted("the caller's JWT was not accepted") from None

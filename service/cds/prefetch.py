@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..errors import ApiError, BadRequest
+from ..edge.errors import BadRequest, PreconditionFailed
 from .fhir_client import Deadline, FhirClient, FhirError, next_link
 
 log = logging.getLogger("ipex_screen.cds")
@@ -33,12 +33,6 @@ TEMPLATES: dict[str, tuple[str, str, str | None]] = {
     "observations": ("Observation?patient={{context.patientId}}", "Observation", "patient"),
     "orders": ("ServiceRequest?patient={{context.patientId}}", "ServiceRequest", "patient"),
 }
-
-
-class PreconditionFailed(ApiError):
-    """412: data the screening needs could not be obtained (CDS Hooks 2.0, Prefetch)."""
-
-    status, code = 412, "incomplete"
 
 
 @dataclass(slots=True)

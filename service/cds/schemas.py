@@ -19,7 +19,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from ..errors import BadRequest
+from ..edge.errors import BadRequest
 
 HOOK = "patient-view"
 # A FHIR id (R4 ``id`` datatype): it goes into URLs, so nothing else is let through.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask import Request, current_app
 
 from ..config import Settings
-from ..errors import Unauthorized
+from ..edge.errors import Unauthorized
 from .issuers import load_issuers
 from .jwt_verify import JwtVerifier, KeySets, ReplayStore, TokenRejected, VerifiedClient
 

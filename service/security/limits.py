@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from ..errors import BadRequest, PayloadTooLarge
+from ..edge.errors import BadRequest, PayloadTooLarge
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "X-Content-Type-Options": "nosniff",

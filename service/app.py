@@ -29,10 +29,11 @@ def create_app(
     app.extensions["ipex"] = runtime
 
     from . import fhir_api, operations
-    from .security import guard, limits, openapi
+    from .edge import headers
+    from .security import guard, openapi
 
     app.extensions[guard.EXTENSION] = guard.build_security(settings)
-    limits.register_security_headers(app)
+    headers.register_security_headers(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(operations.bp)

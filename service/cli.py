@@ -68,7 +68,7 @@ def _read(name: str) -> bytes:
 
 
 def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
-    from .http_json import parse_json
+    from .edge.fhir_json import parse_json
     from .runtime import Runtime, collection
     from .screening import ScreeningError
     from .screening.explain import explain_result

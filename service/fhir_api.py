@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from .edge.errors import BadRequest, NotFound, from_screening
-from .http_json import json_response, read_json
+from .edge.fhir_json import json_response, read_json
 from .observability.metrics import record_screenings
 from .runtime import Runtime
 from .screening import ScreeningError

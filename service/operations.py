@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from .http_json import json_response
+from .edge.fhir_json import JSON, json_response
 from .observability import metrics
 from .runtime import Runtime
 
@@ -13,7 +13,7 @@ bp = Blueprint("operations", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    return json_response({"status": "ok"}, mimetype="application/json")
+    return json_response({"status": "ok"}, mimetype=JSON)
 
 
 @bp.get("/readyz")
@@ -24,13 +24,13 @@ def readyz() -> Response:
     rules = profiles.rules if profiles is not None else None
     if rules is None or not rules.value_sets:
         response = json_response({"status": "not ready", "reason": "rules not loaded"},
-                                 status=503, mimetype="application/json")
+                                 status=503, mimetype=JSON)
         response.headers["Retry-After"] = "5"
         return response
     return json_response(
         {"status": "ready", "rules": rules.id, "rulesVersion": rules.version,
          "valueSets": len(rules.value_sets)},
-        mimetype="application/json",
+        mimetype=JSON,
     )
 
 

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from service.app import create_app
 from service.config import ConfigError, load_settings
 from service.edge.errors import BadRequest, PayloadTooLarge
-from service.security.limits import SECURITY_HEADERS, check_json_limits
+from service.edge.headers import SECURITY_HEADERS
+from service.edge.limits import check_json_limits
 from tests.conftest import SCENARIOS, load_json
 
 OPERATION = "/fhir/$ipex-screen"

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from ..edge.errors import ApiError, ServiceUnavailable, from_screening
-from ..http_json import json_response, read_json
+from ..edge.fhir_json import JSON, json_response, read_json
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
 from ..runtime import Runtime
@@ -32,7 +32,6 @@ log = logging.getLogger("ipex_screen.cds")
 
 SERVICE_ID = "ipex-foxp3-screen"
 EXTENSION = "ipex_cds"
-JSON = "application/json"
 
 bp = Blueprint("cds", __name__)
 

@@ -32,10 +32,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import orjson
 import requests
 
-from ..http_json import parse_json
+from ..edge.fhir_json import FHIR_JSON, parse_json
 from ..observability import metrics
-
-FHIR_JSON = "application/fhir+json"
 
 
 class FhirError(Exception):

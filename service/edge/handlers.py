@@ -11,13 +11,12 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ..http_json import FHIR_JSON, json_response
 from .errors import ApiError, NotTrusted, operation_outcome, outcome_for
+from .fhir_json import FHIR_JSON, JSON, json_response
 
 log = logging.getLogger("ipex_screen")
 
 _WERKZEUG_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
-_TEXT_JSON = "application/json"
 
 
 def _is_fhir_path() -> bool:
@@ -29,7 +28,7 @@ def api_error(error: ApiError) -> Response:
         return Response(b"", status=error.status, headers={"WWW-Authenticate": "Bearer"})
     if _is_fhir_path():
         return json_response(outcome_for(error), status=error.status)
-    return json_response({"error": error.diagnostics}, status=error.status, mimetype=_TEXT_JSON)
+    return json_response({"error": error.diagnostics}, status=error.status, mimetype=JSON)
 
 
 def http_error(error: HTTPException) -> Response:
@@ -39,7 +38,7 @@ def http_error(error: HTTPException) -> Response:
         outcome = operation_outcome(text, code=_WERKZEUG_CODES.get(status, "exception"))
         response = json_response(outcome, status=status, mimetype=FHIR_JSON)
     else:
-        response = json_response({"error": text}, status=status, mimetype=_TEXT_JSON)
+        response = json_response({"error": text}, status=status, mimetype=JSON)
     allowed = getattr(error, "valid_methods", None)
     if status == 405 and allowed:
         response.headers["Allow"] = ", ".join(allowed)  # RFC 9110 requires it on a 405
@@ -54,7 +53,7 @@ def unexpected(error: Exception) -> Response:
     text = "the service failed to process this request; it has been logged"
     if _is_fhir_path():
         return json_response(operation_outcome(text, code="exception"), status=500)
-    return json_response({"error": text}, status=500, mimetype=_TEXT_JSON)
+    return json_response({"error": text}, status=500, mimetype=JSON)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -15,12 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
 
-from ..http_json import json_response
+from ..edge.fhir_json import FHIR_JSON, JSON, json_response
 
 bp = Blueprint("openapi", __name__)
-
-FHIR_JSON = "application/fhir+json"
-JSON = "application/json"
 
 _REF = "#/components/schemas/"
 

@@ -1,4 +1,4 @@
-"""Reading and writing JSON bodies at the HTTP edge (shared by FHIR and CDS Hooks)."""
+"""Reading and writing FHIR JSON at the HTTP edge (shared by FHIR and CDS Hooks)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 import orjson
 from flask import Request, Response
 
-from .edge.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from .limits import check_json_limits
 
 FHIR_JSON = "application/fhir+json"
-JSON_TYPES = frozenset({"application/json", FHIR_JSON})
+JSON = "application/json"
+JSON_TYPES = frozenset({JSON, FHIR_JSON})
 
 
 def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
@@ -19,7 +21,7 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
     """Parse a JSON body, refusing the wrong media type (415) and oversize bodies (413).
 
     With ``max_depth``/``max_entries``, also too deep nesting (400) and too many
-    Bundle entries (413): see :mod:`service.security.limits`.
+    Bundle entries (413): see :mod:`.limits`.
     """
     mimetype = request.mimetype
     if mimetype not in JSON_TYPES:
@@ -41,8 +43,6 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if max_depth is not None or max_entries is not None:
-        from .security.limits import check_json_limits
-
         check_json_limits(document, max_depth=max_depth or 10_000,
                           max_entries=max_entries or 10**9)
     return document

@@ -1,4 +1,4 @@
-"""Caps on what a JSON body may look like, and the security headers every answer carries.
+"""Caps on what a parsed JSON body may look like.
 
 The body size is capped before parsing (``IPEX_MAX_BODY_MB``, 413); after parsing,
 :func:`check_json_limits` caps the nesting depth (400: no FHIR resource nests that
@@ -7,21 +7,9 @@ deep, so the body is malformed) and the number of Bundle entries (413: too much 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response
-
-from ..edge.errors import BadRequest, PayloadTooLarge
-
-SECURITY_HEADERS: Mapping[str, str] = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    # The service answers only JSON and text: nothing may load, run or frame it.
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
+from .errors import BadRequest, PayloadTooLarge
 
 
 def check_json_limits(document: Any, *, max_depth: int, max_entries: int) -> None:
@@ -59,17 +47,3 @@ def check_json_limits(document: Any, *, max_depth: int, max_entries: int) -> Non
                     keep(value)
         level = below
         depth += 1
-
-
-def add_security_headers(response: Response) -> Response:
-    """Set the security headers (and ``no-store`` unless a handler chose caching)."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
-    if response.status_code == 401:
-        response.headers.setdefault("WWW-Authenticate", "Bearer")
-    return response
-
-
-def register_security_headers(app: Flask) -> None:
-    app.after_request(add_security_headers)

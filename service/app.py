@@ -29,8 +29,8 @@ def create_app(
     app.extensions["ipex"] = runtime
 
     from . import fhir_api, operations
-    from .edge import headers
-    from .security import guard, openapi
+    from .edge import headers, openapi
+    from .security import guard
 
     app.extensions[guard.EXTENSION] = guard.build_security(settings)
     headers.register_security_headers(app)

@@ -14,7 +14,7 @@ from schemathesis import checks
 from schemathesis.generation.case import Case
 
 from service.app import create_app
-from service.security.openapi import openapi_document, registered_paths
+from service.edge.openapi import openapi_document, registered_paths
 
 
 @pytest.fixture(scope="module")

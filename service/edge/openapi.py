@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
 
-from ..edge.fhir_json import FHIR_JSON, JSON, json_response
+from .fhir_json import FHIR_JSON, JSON, json_response
 
 bp = Blueprint("openapi", __name__)
 
@@ -221,6 +221,7 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": {"description": "feedback stored"},
                 **_CDS_ERRORS,
+                "503": _cds_error("the feedback could not be stored; send it again"),
             },
         }
     },

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from .config import Settings, load_settings
+from .edge import running
 from .edge.handlers import register_error_handlers
 from .runtime import Runtime
 
@@ -26,7 +27,7 @@ def create_app(
     install_request_hooks(app)
     logging.getLogger("ipex_screen").setLevel(log_level(settings.log_level))
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_mb * 1024 * 1024)
-    app.extensions["ipex"] = runtime
+    running.install(app, runtime)
 
     from . import fhir_api, operations
     from .edge import headers, openapi

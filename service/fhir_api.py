@@ -6,21 +6,16 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from .edge.errors import BadRequest, NotFound, from_screening
 from .edge.fhir_json import json_response, read_json
+from .edge.running import runtime
 from .observability.metrics import record_screenings
-from .runtime import Runtime
 from .screening import ScreeningError
 from .security.guard import require_api_caller
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["ipex"]
-    return rt
 
 
 def _as_of(body: Any) -> dt.date | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
+from .edge.errors import ServiceUnavailable
 from .edge.fhir_json import JSON, json_response
+from .edge.running import runtime
 from .observability import metrics
-from .runtime import Runtime
 
 bp = Blueprint("operations", __name__)
 
@@ -19,9 +20,10 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Ready when the rule set is loaded and holds its value sets; else 503."""
-    runtime: Runtime | None = current_app.extensions.get("ipex")
-    profiles = runtime.profiles if runtime is not None else None
-    rules = profiles.rules if profiles is not None else None
+    try:
+        rules = runtime().profiles.rules
+    except ServiceUnavailable:
+        rules = None
     if rules is None or not rules.value_sets:
         response = json_response({"status": "not ready", "reason": "rules not loaded"},
                                  status=503, mimetype=JSON)

@@ -29,10 +29,10 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
 def warm_up(app: Any) -> None:
     """Load the FHIR models and run one screening so the first real request is not slow."""
+    from .edge.running import runtime
     from .screening.warmup import WARM_UP_BUNDLE
 
-    runtime = app.extensions["ipex"]
-    runtime.screen(WARM_UP_BUNDLE)
+    runtime(app).screen(WARM_UP_BUNDLE)
 
 
 def _child_exit(server: Any, worker: Any) -> None:

@@ -19,9 +19,9 @@ from flask import Blueprint, Response, current_app, request
 
 from ..edge.errors import ApiError, ServiceUnavailable, from_screening
 from ..edge.fhir_json import JSON, json_response, read_json
+from ..edge.running import runtime
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
-from ..runtime import Runtime
 from ..screening import ScreeningError
 from . import cards, schemas
 from .auth import Mode, require_trusted
@@ -50,11 +50,6 @@ class CdsState:
 def _state() -> CdsState:
     state: CdsState = current_app.extensions[EXTENSION]
     return state
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["ipex"]
-    return runtime
 
 
 def discovery_document() -> dict[str, Any]:
@@ -86,7 +81,7 @@ def _trusted_body(*, gate_fhir_server: bool) -> Any:
     mode = _state().mode
     if mode == "closed":  # refused before the body is even read
         require_trusted(request, mode, fhir_server=None)
-    settings = _runtime().settings
+    settings = runtime().settings
     body: Any = None
     problem: ApiError | None = None
     try:
@@ -109,16 +104,16 @@ def _trusted_body(*, gate_fhir_server: bool) -> Any:
 def service_call() -> Response:
     body = _trusted_body(gate_fhir_server=True)
     call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
-    record = gather(call, _runtime().settings)
-    runtime = _runtime()
+    rt = runtime()
+    record = gather(call, rt.settings)
     try:
-        results = runtime.screen(record.bundle(), as_of=screening_date())
+        results = rt.screen(record.bundle(), as_of=screening_date())
     except ScreeningError as error:
         raise from_screening(error) from None
     record_screenings(results, channel="cds")
     found = [c for r in results
-             if (c := cards.card(r, runtime.profiles.rules, patient_id=record.patient_id,
-                                 order_code=runtime.settings.order_code)) is not None]
+             if (c := cards.card(r, rt.profiles.rules, patient_id=record.patient_id,
+                                 order_code=rt.settings.order_code)) is not None]
     return json_response({"cards": found}, mimetype=JSON)
 
 

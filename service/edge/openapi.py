@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 
 from .fhir_json import FHIR_JSON, JSON, json_response
+from .running import runtime
 
 bp = Blueprint("openapi", __name__)
 
@@ -317,5 +318,5 @@ def openapi_document(app: Flask, *, server_url: str | None = None) -> dict[str, 
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    base = current_app.extensions["ipex"].settings.public_base_url
+    base = runtime().settings.public_base_url
     return json_response(openapi_document(current_app, server_url=base), mimetype=JSON)

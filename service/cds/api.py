@@ -105,14 +105,14 @@ def service_call() -> Response:
     body = _trusted_body(gate_fhir_server=True)
     call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
     rt = runtime()
-    record = gather(call, rt.settings)
+    gathered = gather(call, rt.settings)
     try:
-        results = rt.screen(record.bundle(), as_of=screening_date())
+        results = rt.screen(gathered.bundle(), as_of=screening_date())
     except ScreeningError as error:
         raise from_screening(error) from None
     record_screenings(results, channel="cds")
     found = [c for r in results
-             if (c := cards.card(r, rt.profiles.rules, patient_id=record.patient_id,
+             if (c := cards.card(r, rt.profiles.rules, patient_id=gathered.patient_id,
                                  order_code=rt.settings.order_code)) is not None]
     return json_response({"cards": found}, mimetype=JSON)
 

@@ -1,4 +1,4 @@
-"""Gather one patient's record for a ``patient-view`` call: prefetch first, else the FHIR server.
+"""Gather one patient's resources for a ``patient-view`` call: prefetch first, else the FHIR server.
 
 Per key (CDS Hooks 2.0 "Prefetch Template" and the contract):
 
@@ -36,8 +36,8 @@ TEMPLATES: dict[str, tuple[str, str, str | None]] = {
 
 
 @dataclass(slots=True)
-class PatientRecord:
-    """What one call gathered about one patient, ready to screen."""
+class PrefetchedResources:
+    """The prefetched (or fetched) resources of one patient-view call, ready to screen."""
 
     patient_id: str
     patient: dict[str, Any] | None
@@ -126,36 +126,36 @@ class Gatherer:
             )
         return self._client
 
-    def gather(self) -> PatientRecord:
+    def gather(self) -> PrefetchedResources:
         try:
             return self._gather()
         finally:
             if self._client is not None:
                 self._client.close()
 
-    def _gather(self) -> PatientRecord:
-        record = PatientRecord(self.patient_id, None)
+    def _gather(self) -> PrefetchedResources:
+        gathered = PrefetchedResources(self.patient_id, None)
         for key, (_, resource_type, parameter) in TEMPLATES.items():
             try:
                 if parameter is None:
-                    record.patient = self._patient(key, record)
+                    gathered.patient = self._patient(key, gathered)
                 else:
-                    found = self._search(key, resource_type, parameter, record)
+                    found = self._search(key, resource_type, parameter, gathered)
                     kept = [c for r in found
                             if (c := about_patient(r, resource_type, self.patient_id))]
-                    record.ignored += len(found) - len(kept)
-                    record.resources[key] = _unique(kept)
+                    gathered.ignored += len(found) - len(kept)
+                    gathered.resources[key] = _unique(kept)
             except FhirError as error:
                 # The reason only: never the URL (it holds the patient id) nor the token.
                 log.warning("CDS prefetch '%s' could not be obtained: %s", key, error.message)
                 raise PreconditionFailed(
                     f"prefetch '{key}' could not be obtained from fhirServer: {error.message}"
                 ) from None
-        if record.ignored:
-            log.info("CDS call: %d resources of another type or patient ignored", record.ignored)
-        return record
+        if gathered.ignored:
+            log.info("CDS call: %d resources of another type or patient ignored", gathered.ignored)
+        return gathered
 
-    def _patient(self, key: str, record: PatientRecord) -> dict[str, Any]:
+    def _patient(self, key: str, gathered: PrefetchedResources) -> dict[str, Any]:
         if key in self._prefetch:
             given = self._prefetch[key]
             if given is None:
@@ -169,11 +169,11 @@ class Gatherer:
             elif not _is_outcome(given):
                 raise BadRequest("prefetch.patient must be a Patient, an OperationOutcome "
                                  "or null")
-        record.fetched.append(key)
+        gathered.fetched.append(key)
         return self._fhir(key).read("Patient", self.patient_id)
 
-    def _search(self, key: str, resource_type: str, parameter: str, record: PatientRecord
-                ) -> list[dict[str, Any]]:
+    def _search(self, key: str, resource_type: str, parameter: str,
+                gathered: PrefetchedResources) -> list[dict[str, Any]]:
         if key in self._prefetch:
             given = self._prefetch[key]
             if given is None:
@@ -185,15 +185,15 @@ class Gatherer:
                 if next_link(given) is None:
                     return [dict(e["resource"]) for e in entries or []
                             if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
-                record.fetched.append(key)
+                gathered.fetched.append(key)
                 return self._fhir(key).entries_from(given)
             if not _is_outcome(given):
                 raise BadRequest(f"prefetch.{key} must be a searchset Bundle, an "
                                  "OperationOutcome or null")
-        record.fetched.append(key)
+        gathered.fetched.append(key)
         return self._fhir(key).search(resource_type, {parameter: self.patient_id})
 
 
-def gather(call: Mapping[str, Any], settings: Settings) -> PatientRecord:
-    """The patient's record for a validated ``patient-view`` call (412 when incomplete)."""
+def gather(call: Mapping[str, Any], settings: Settings) -> PrefetchedResources:
+    """The patient's resources for a validated ``patient-view`` call (412 when incomplete)."""
     return Gatherer(call, settings).gather()

@@ -290,7 +290,7 @@ def _peak_rss_mb() -> float:
 
 
 def _memory_child(path: str) -> None:
-    from service.screening.warmup import WARM_UP_BUNDLE
+    from service.warmup import WARM_UP_BUNDLE
 
     runtime = Runtime.start(load_settings())
     runtime.screen(WARM_UP_BUNDLE)  # as `ipex-screen serve` does before forking workers

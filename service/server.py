@@ -30,7 +30,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
 def warm_up(app: Any) -> None:
     """Load the FHIR models and run one screening so the first real request is not slow."""
     from .edge.running import runtime
-    from .screening.warmup import WARM_UP_BUNDLE
+    from .warmup import WARM_UP_BUNDLE
 
     runtime(app).screen(WARM_UP_BUNDLE)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ class Settings:
     max_json_depth: int = 64
     max_entries: int = 100_000
     bind_host: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def order_coding(self) -> tuple[str, str] | None:

@@ -29,7 +29,7 @@ def _app(tmp_path: Path, **settings: Any) -> Flask:
 
 
 def _with_cds_like_routes(app: Flask) -> Flask:
-    """Two stand-ins for a CDS service: one parses with get_json, one notes hookInstance."""
+    """Stand-ins for a CDS service: one parses with get_json, one notes hookInstance."""
 
     @app.post("/test-only/parsed/<patient_id>")
     def parsed(patient_id: str) -> Response:
@@ -100,19 +100,23 @@ def test_a_path_no_rule_matches_is_logged_by_its_first_segment_only(
     assert "4471-0021" not in json_log.stream.getvalue()
 
 
-def test_hook_instance_is_logged_from_an_already_parsed_body_or_when_noted(
+def test_hook_instance_is_logged_when_the_cds_service_notes_it_and_never_read_from_a_body(
         tmp_path: Path, json_log: JsonLog) -> None:
     client = _with_cds_like_routes(_app(tmp_path)).test_client()
     call = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE,
-            "context": {"patientId": "pt-31337", "userId": "Practitioner/9"}}
-    assert client.post("/test-only/parsed/pt-31337", json=call).status_code == 200
+            "context": {"patientId": "pt-31337", "userId": "Practitioner/9"},
+            "prefetch": {"patient": None}}
+    # The real service notes it (its answer here is 412: the prefetch holds no Patient).
+    assert client.post("/cds-services/ipex-foxp3-screen", json=call).status_code == 412
     assert client.post("/test-only/noted", json=call).status_code == 200
+    assert client.post("/test-only/parsed/pt-31337", json=call).status_code == 200
     assert client.post("/test-only/unparsed", json=call).status_code == 200
-    parsed, noted, unparsed = json_log.requests()
-    assert parsed["hookInstance"] == HOOK_INSTANCE and noted["hookInstance"] == HOOK_INSTANCE
+    service, noted, parsed, unparsed = json_log.requests()
+    assert service["hookInstance"] == HOOK_INSTANCE and noted["hookInstance"] == HOOK_INSTANCE
+    assert service["path"] == "/cds-services/ipex-foxp3-screen"
     assert parsed["path"] == "/test-only/parsed/<patient_id>"
-    # Nobody parsed this body, so the log did not either.
-    assert "hookInstance" not in unparsed
+    # Nobody noted these: the log reads no body, parsed by the handler or not.
+    assert "hookInstance" not in parsed and "hookInstance" not in unparsed
     assert "pt-31337" not in json_log.stream.getvalue()
 
 
@@ -121,7 +125,9 @@ def test_a_hook_instance_that_is_not_a_plain_token_is_not_logged(
     client = _with_cds_like_routes(_app(tmp_path)).test_client()
     for hook_instance in ("Jane Doe, DOB 2019-02-03", {"nested": "object"}, "x" * 500):
         call = {"hook": "patient-view", "hookInstance": hook_instance}
-        assert client.post("/test-only/parsed/p", json=call).status_code == 200
+        assert client.post("/test-only/noted", json=call).status_code == 200
+        assert client.post("/cds-services/ipex-foxp3-screen", json=call).status_code == 400
+    assert len(json_log.requests()) == 6
     assert all("hookInstance" not in line for line in json_log.requests())
     assert "Jane Doe" not in json_log.stream.getvalue()
 

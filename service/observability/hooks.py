@@ -12,7 +12,6 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -47,18 +46,9 @@ def note_hook_instance(value: Any) -> None:
 
 
 def _hook_instance() -> str | None:
+    # Only what a handler noted: the log never reads a body (no second parse, no patient data).
     noted = getattr(g, _HOOK, None)
-    if isinstance(noted, str):
-        return noted
-    # A body the handler parsed with request.get_json() is cached by Werkzeug; a body
-    # nobody parsed is never parsed here (no second parse, no body in a log).
-    cached = getattr(request, "_cached_json", (Ellipsis, Ellipsis))
-    for document in cached if isinstance(cached, tuple) else ():
-        if isinstance(document, Mapping):
-            value = document.get("hookInstance")
-            if isinstance(value, str) and _HOOK_INSTANCE.fullmatch(value):
-                return value
-    return None
+    return noted if isinstance(noted, str) else None
 
 
 def _path() -> str:
@@ -104,8 +94,3 @@ def install_request_hooks(app: Flask) -> None:
     app.before_request(_before)
     app.after_request(_after)
 
-
-def current_request_id() -> str | None:
-    """This request's id (for an error answer or a log line of a handler)."""
-    value = getattr(g, _REQUEST_ID, None)
-    return value if isinstance(value, str) else None

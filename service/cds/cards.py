@@ -14,9 +14,14 @@ import uuid
 from html import escape
 from typing import Any
 
-from ..screening import RuleSet, ScreeningResult
-from ..screening.evidence import Evidence
-from ..screening.risk_assessment import explained_text, notes, table_rows
+from ..screening import (
+    Evidence,
+    RuleSet,
+    ScreeningResult,
+    explained_text,
+    notes,
+    table_rows,
+)
 
 INDICATOR = {"high": "warning", "moderate": "info"}
 SUMMARY_LIMIT = 140

@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidEntry, NotABundle, NothingToScreen, ScreeningError
+from .evidence import Evidence
 from .record import read_bundle, unwrap_bundle
 from .result import ScreeningResult
+from .risk_assessment import explained_text, notes, table_rows
 from .ruleset import RuleSet, RuleSetError, build_rule_set
 from .screen import screen_record
 
 __all__ = [
+    "Evidence",
     "InvalidEntry",
     "NotABundle",
     "NothingToScreen",
@@ -25,8 +28,11 @@ __all__ = [
     "ScreeningError",
     "ScreeningResult",
     "build_rule_set",
+    "explained_text",
+    "notes",
     "screen_bundle",
     "screen_record",
+    "table_rows",
 ]
 
 

@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
+from tests.cds_support import classic_call, screening_day
 from tests.conftest import SCENARIOS, load_json
 from tests.jwt_support import (
     FHIR_SERVER,
@@ -226,8 +227,6 @@ def cds_client(tmp_path: Path) -> FlaskClient:
 
 
 def _cds_call(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from tests.test_cds_service import classic_call, screening_day
-
     call = classic_call(screening_day(monkeypatch))
     call["fhirServer"] = FHIR_SERVER
     return call

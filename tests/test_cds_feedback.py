@@ -13,8 +13,8 @@ import pytest
 
 from service.cds.feedback import FeedbackStore
 
+from .cds_support import CDS_DATA, FEEDBACK, cds_app
 from .conftest import load_json
-from .test_cds_service import CDS_DATA, FEEDBACK, cds_app
 
 EXAMPLES = ["spec-feedback-accepted.json", "spec-feedback-overridden.json",
             "spec-feedback-override-reason.json"]

@@ -14,21 +14,21 @@ import requests
 import responses
 from flask.testing import FlaskClient
 
-from .conftest import load_json
-from .jwt_support import FHIR_SERVER
-from .scenarios import load_scenario
-from .test_cds_service import (
+from .cds_support import (
     CDS_DATA,
     CLASSIC,
     SERVICE,
-    _searchset,
     cds_app,
     hook_call,
     prefetch_call,
     screening_day,
+    searchset,
     split_record,
     without_uuids,
 )
+from .conftest import load_json
+from .jwt_support import FHIR_SERVER
+from .scenarios import load_scenario
 
 TOKEN = "opaque-access-token-4f1c"
 
@@ -54,7 +54,7 @@ def serve_record(ehr: responses.RequestsMock, pid: str, patient: dict[str, Any],
                  by_key: dict[str, list[Any]], *, base: str = FHIR_SERVER) -> None:
     ehr.get(f"{base}/Patient/{pid}", json=patient)
     for key, kind in KINDS.items():
-        ehr.get(f"{base}/{kind}", json=_searchset(by_key[key]),
+        ehr.get(f"{base}/{kind}", json=searchset(by_key[key]),
                 match=[responses.matchers.query_param_matcher({"patient": pid})])
 
 
@@ -111,8 +111,8 @@ def test_only_missing_keys_and_operation_outcomes_are_fetched(
     call = hook_call(pid, fhir_server=FHIR_SERVER, token=TOKEN, prefetch={
         "patient": patient, "conditions": outcome, "orders": None})  # observations missing
     with responses.RequestsMock() as ehr:
-        ehr.get(f"{FHIR_SERVER}/Condition", json=_searchset(by_key["conditions"]))
-        ehr.get(f"{FHIR_SERVER}/Observation", json=_searchset([]))
+        ehr.get(f"{FHIR_SERVER}/Condition", json=searchset(by_key["conditions"]))
+        ehr.get(f"{FHIR_SERVER}/Observation", json=searchset([]))
         response = cds.post(SERVICE, json=call)
         assert_sent_with_token(ehr)
         paths = [urlsplit(c.request.url).path for c in ehr.calls]
@@ -121,7 +121,7 @@ def test_only_missing_keys_and_operation_outcomes_are_fetched(
 
 
 def _paged(resources: list[dict[str, Any]], next_url: str | None) -> dict[str, Any]:
-    page = _searchset(resources)
+    page = searchset(resources)
     if next_url:
         page["link"] = [{"relation": "self", "url": "ignored"},
                         {"relation": "next", "url": next_url}]
@@ -222,7 +222,7 @@ def test_each_failure_is_412_and_never_leaks_the_token(
         key: str, answer: dict[str, Any], says: str) -> None:
     pid, patient, by_key = classic(as_of)
     prefetch: dict[str, Any] = {"patient": patient, "observations": None, "orders": None,
-                                "conditions": _searchset(by_key["conditions"])}
+                                "conditions": searchset(by_key["conditions"])}
     del prefetch[key]
     url = f"{FHIR_SERVER}/Patient/{pid}" if key == "patient" else f"{FHIR_SERVER}/Condition"
     if key == "patient" and says == "other than a Bundle":

@@ -16,18 +16,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .scenarios import load_scenario
-from .test_cds_service import (
+from .cds_support import (
     CLASSIC,
     SERVICE,
-    _searchset,
     cds_app,
     hook_call,
     prefetch_call,
     screening_day,
+    searchset,
     split_record,
     without_uuids,
 )
+from .scenarios import load_scenario
 
 TOKEN = "loopback-token-77"
 
@@ -74,8 +74,8 @@ class FhirServer:
             resources = self.by_key[kinds[kind]]
             page = int(query.get("page", "0"))
             if kind != "Condition":
-                return 200, _searchset(resources)
-            bundle = _searchset(resources[page:page + 1])
+                return 200, searchset(resources)
+            bundle = searchset(resources[page:page + 1])
             if page + 1 < len(resources):
                 bundle["link"] = [{"relation": "next", "url":
                                    f"{self.base}/Condition?patient={self.pid}&page={page + 1}"}]

@@ -1,7 +1,6 @@
 """CDS Hooks ``patient-view``: discovery, the envelope, cards over the scenario corpus, auth, CORS.
 
-Helpers here (``prefetch_call``, ``cds_app``, ``without_uuids``) are shared by the
-other ``test_cds_*`` files.
+The helpers shared with the other CDS tests are in ``tests/cds_support.py``.
 """
 
 from __future__ import annotations
@@ -18,32 +17,28 @@ from typing import Any
 import pytest
 import responses
 from fhir.resources.R4B.servicerequest import ServiceRequest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from service.app import create_app
-from service.cds import api
-
-from .conftest import TESTS, load_json, scenario_files, synthea_files
+from .cds_support import (
+    CDS_DATA,
+    CLASSIC,
+    FEEDBACK,
+    SCENARIOS,
+    SERVICE,
+    cds_app,
+    classic_call,
+    hook_call,
+    prefetch_call,
+    screening_day,
+    searchset,
+)
+from .conftest import load_json, scenario_files, synthea_files
 from .jwt_support import FHIR_SERVER, JWKS_URI, Signer, es384_signer, jwks, write_issuers
 from .scenarios import load_scenario
 
-SERVICE = "/cds-services/ipex-foxp3-screen"
-FEEDBACK = SERVICE + "/feedback"
-CDS_DATA = TESTS / "data" / "cds"
-SCENARIOS = TESTS / "data" / "scenarios"
-CLASSIC = SCENARIOS / "classic-infant-boy-triad.json"
 FEMALE = SCENARIOS / "female-classic-triad-gene-panel.json"
 UNKNOWN_SEX = SCENARIOS / "gender-unknown-panel-with-foxp3.json"
 PUBLIC = "https://ipex.example.org"
-
-
-def cds_app(tmp_path: Path, **settings: Any) -> Flask:
-    config: dict[str, Any] = {"state_db": str(tmp_path / "state.sqlite3"), "cds_auth": "off"}
-    config.update(settings)
-    app = create_app(config)
-    app.config["TESTING"] = True
-    return app
 
 
 @pytest.fixture()
@@ -51,87 +46,9 @@ def cds(tmp_path: Path) -> FlaskClient:
     return cds_app(tmp_path).test_client()
 
 
-def screening_day(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
-    """A box holding the date CDS calls screen as of (set it to a scenario's ``asOf``)."""
-    day: list[dt.date | None] = [None]
-    monkeypatch.setattr(api, "screening_date", lambda: day[0])
-    return day
-
-
 @pytest.fixture()
 def as_of(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
     return screening_day(monkeypatch)
-
-
-def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"fullUrl": f"{FHIR_SERVER}/{r['resourceType']}/{r.get('id', i)}",
-                       "resource": r, "search": {"mode": "match"}}
-                      for i, r in enumerate(resources)]}
-
-
-def split_record(bundle: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, list[Any]]]:
-    """(patient id, Patient, resources by prefetch key) for a bundle's first patient.
-
-    As a FHIR server's search would give them: references to the patient rewritten
-    to ``Patient/{id}``; resources of other patients left in (the service must drop them).
-    """
-    entries = [e for e in bundle["entry"] if isinstance(e.get("resource"), dict)]
-    patients = [e for e in entries if e["resource"]["resourceType"] == "Patient"]
-    first = patients[0]
-    patient = copy.deepcopy(first["resource"])
-    pid = patient.get("id") or re.split("[:/]", first["fullUrl"])[-1]
-    patient["id"] = pid
-    aliases = {f"Patient/{pid}", first.get("fullUrl")}
-    by_key: dict[str, list[Any]] = {"conditions": [], "observations": [], "orders": []}
-    keys = {"Condition": "conditions", "Observation": "observations",
-            "ServiceRequest": "orders"}
-    for entry in entries:
-        resource = copy.deepcopy(entry["resource"])
-        key = keys.get(resource["resourceType"])
-        if key is None:
-            continue
-        subject = (resource.get("subject") or {}).get("reference")
-        if subject in aliases or (subject is None and len(patients) == 1):
-            resource["subject"] = {"reference": f"Patient/{pid}"}
-        by_key[key].append(resource)
-    return pid, patient, by_key
-
-
-def hook_call(pid: str, *, prefetch: dict[str, Any] | None = None,
-              fhir_server: str | None = None, token: str | None = None) -> dict[str, Any]:
-    call: dict[str, Any] = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
-                            "context": {"userId": "Practitioner/77", "patientId": pid}}
-    if fhir_server:
-        call["fhirServer"] = fhir_server
-    if token:
-        call["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer",
-                                     "expires_in": 300, "scope": "patient/*.read",
-                                     "subject": "ipex-screen"}
-    if prefetch is not None:
-        call["prefetch"] = prefetch
-    return call
-
-
-def prefetch_call(bundle: dict[str, Any], **options: Any) -> dict[str, Any]:
-    """A patient-view call with full prefetch for the bundle's first patient."""
-    pid, patient, by_key = split_record(bundle)
-    prefetch = {"patient": patient, **{k: _searchset(v) for k, v in by_key.items()}}
-    return hook_call(pid, prefetch=prefetch, **options)
-
-
-def without_uuids(card: dict[str, Any]) -> dict[str, Any]:
-    found = copy.deepcopy(card)
-    found.pop("uuid")
-    for suggestion in found.get("suggestions", []):
-        suggestion.pop("uuid")
-    return found
-
-
-def classic_call(as_of: list[dt.date | None]) -> dict[str, Any]:
-    scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
-    return prefetch_call(scenario.bundle)
 
 
 # --- discovery --------------------------------------------------------------------------
@@ -349,7 +266,7 @@ def test_the_cards_own_order_fed_back_suppresses_the_next_card(
         call = prefetch_call(scenario.bundle)
         (card,) = cds.post(SERVICE, json=call).get_json()["cards"]
         order = dict(card["suggestions"][0]["actions"][0]["resource"], id="accepted-1")
-        call["prefetch"]["orders"] = _searchset([order])
+        call["prefetch"]["orders"] = searchset([order])
         again = cds.post(SERVICE, json=call)
         assert again.status_code == 200 and again.get_json() == {"cards": []}, path.stem
 

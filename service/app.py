@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask
@@ -11,15 +12,23 @@ from flask import Flask
 from .config import Settings, load_settings
 from .edge import running
 from .edge.handlers import register_error_handlers
-from .runtime import Runtime
+from .runtime import Runtime, utc_now
 
 
 def create_app(
-    test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    today: Callable[[], dt.date] | None = None,
+    now: Callable[[], dt.datetime] = utc_now,
 ) -> Flask:
-    """Build the app; ``test_config`` overrides settings by field name."""
+    """Build the app; ``test_config`` overrides settings by field name.
+
+    ``today`` and ``now`` are the service's clock (see :class:`Runtime`): the date a
+    call screens as of unless it names one, and the time stamped on what it writes.
+    """
     settings = settings or load_settings(**dict(test_config or {}))
-    runtime = Runtime.start(settings)
+    runtime = Runtime.start(settings, today=today, now=now)
     app = Flask(__name__)
     from .observability.hooks import install_request_hooks  # first: it times all the rest
     from .observability.logs import log_level
@@ -33,13 +42,14 @@ def create_app(
     from .edge import headers, openapi
     from .security import guard
 
-    app.extensions[guard.EXTENSION] = guard.build_security(settings)
+    app.extensions[guard.EXTENSION] = guard.build_security(
+        settings, clock=lambda: runtime.now().timestamp())
     headers.register_security_headers(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(operations.bp)
     from . import cds
 
-    cds.register(app, settings)
+    cds.register(app, settings, now=runtime.now)
     register_error_handlers(app)
     return app

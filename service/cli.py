@@ -69,7 +69,7 @@ def _read(name: str) -> bytes:
 
 def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     from .edge.fhir_json import parse_json
-    from .runtime import Runtime, collection
+    from .runtime import Runtime
     from .screening import ScreeningError
     from .screening.explain import explain_result
 
@@ -98,7 +98,7 @@ def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
             outputs.append(runtime.result_resource(results))
     if outputs:
         payload: Any = outputs[0] if len(files) == 1 else (
-            outputs if explain else collection(outputs))
+            outputs if explain else runtime.collection(outputs))
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_FAILED if failed else EXIT_OK
 

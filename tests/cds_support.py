@@ -7,19 +7,17 @@ Used by ``test_cds_service``, ``test_cds_fetch``, ``test_cds_loopback``,
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import re
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 
 from service.app import create_app
-from service.cds import api
 
 from .conftest import TESTS
+from .fixed_clock import FixedClock
 from .jwt_support import FHIR_SERVER
 from .scenarios import load_scenario
 
@@ -30,19 +28,14 @@ SCENARIOS = TESTS / "data" / "scenarios"
 CLASSIC = SCENARIOS / "classic-infant-boy-triad.json"
 
 
-def cds_app(tmp_path: Path, **settings: Any) -> Flask:
+def cds_app(tmp_path: Path, *, clock: FixedClock | None = None, **settings: Any) -> Flask:
+    """The app with CDS auth off (unless ``settings`` say otherwise), on ``clock``."""
     config: dict[str, Any] = {"state_db": str(tmp_path / "state.sqlite3"), "cds_auth": "off"}
     config.update(settings)
-    app = create_app(config)
+    clock = clock or FixedClock()
+    app = create_app(config, today=clock.today, now=clock.now)
     app.config["TESTING"] = True
     return app
-
-
-def screening_day(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
-    """A box holding the date CDS calls screen as of (set it to a scenario's ``asOf``)."""
-    day: list[dt.date | None] = [None]
-    monkeypatch.setattr(api, "screening_date", lambda: day[0])
-    return day
 
 
 def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,7 +103,8 @@ def without_uuids(card: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def classic_call(as_of: list[dt.date | None]) -> dict[str, Any]:
+def classic_call(clock: FixedClock) -> dict[str, Any]:
+    """The classic infant-boy triad as a full-prefetch call, ``clock`` set to its date."""
     scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
+    clock.set_today(scenario.as_of)
     return prefetch_call(scenario.bundle)

@@ -17,6 +17,7 @@ from service.config import default_profiles_dir
 from service.observability.logs import JsonFormatter
 from service.profiles import Profiles, load_profiles
 
+from .fixed_clock import FixedClock
 from .jwt_support import Signer, es384_signer, rs384_signer
 from .log_capture import JsonLog
 
@@ -53,6 +54,12 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture()
+def clock() -> FixedClock:
+    """The clock of the app under test: set it (``clock.set_today``) to replay a scenario."""
+    return FixedClock()
 
 
 @pytest.fixture()

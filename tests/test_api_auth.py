@@ -13,8 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from tests.cds_support import classic_call, screening_day
+from tests.cds_support import cds_app, classic_call
 from tests.conftest import SCENARIOS, load_json
+from tests.fixed_clock import FixedClock
 from tests.jwt_support import (
     FHIR_SERVER,
     HOSTILE_JKU,
@@ -218,16 +219,14 @@ CDS_SERVICE = "/cds-services/ipex-foxp3-screen"
 
 
 @pytest.fixture()
-def cds_client(tmp_path: Path) -> FlaskClient:
+def cds_client(tmp_path: Path, clock: FixedClock) -> FlaskClient:
     issuers = write_issuers(tmp_path / "cds-issuers.json", fhir_servers=[FHIR_SERVER])
-    app = create_app({"state_db": str(tmp_path / "state.sqlite3"), "cds_auth": None,
-                      "cds_issuers_file": str(issuers), "public_base_url": PUBLIC,
-                      "bind_host": "0.0.0.0"})
-    return app.test_client()
+    return cds_app(tmp_path, clock=clock, cds_auth=None, cds_issuers_file=str(issuers),
+                   public_base_url=PUBLIC, bind_host="0.0.0.0").test_client()
 
 
-def _cds_call(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    call = classic_call(screening_day(monkeypatch))
+def _cds_call(clock: FixedClock) -> dict[str, Any]:
+    call = classic_call(clock)
     call["fhirServer"] = FHIR_SERVER
     return call
 
@@ -248,9 +247,9 @@ def _cds_attacks(es384: Signer, rs384: Signer) -> dict[str, str]:
 
 def test_cds_es384_accepted_then_its_replay_refused(
     cds_client: FlaskClient, es384: Signer, jwks_server: responses.RequestsMock,
-    monkeypatch: pytest.MonkeyPatch,
+    clock: FixedClock,
 ) -> None:
-    call = _cds_call(monkeypatch)
+    call = _cds_call(clock)
     token = es384.token(aud=PUBLIC + CDS_SERVICE)
     accepted = cds_client.post(CDS_SERVICE, json=call, headers={"Authorization": f"Bearer {token}"})
     assert accepted.status_code == 200 and accepted.get_json()["cards"]
@@ -264,12 +263,12 @@ def test_cds_es384_accepted_then_its_replay_refused(
                                     "unknown-iss"])
 def test_cds_attacks_get_a_bare_401_and_no_token_in_the_log(
     cds_client: FlaskClient, es384: Signer, rs384: Signer,
-    jwks_server: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch,
+    jwks_server: responses.RequestsMock, clock: FixedClock,
     caplog: pytest.LogCaptureFixture, attack: str,
 ) -> None:
     token = _cds_attacks(es384, rs384)[attack]
     with caplog.at_level(logging.DEBUG):
-        response = cds_client.post(CDS_SERVICE, json=_cds_call(monkeypatch),
+        response = cds_client.post(CDS_SERVICE, json=_cds_call(clock),
                                    headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401 and response.data == b""
     assert response.headers["WWW-Authenticate"] == "Bearer"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -21,12 +20,12 @@ from .cds_support import (
     cds_app,
     hook_call,
     prefetch_call,
-    screening_day,
     searchset,
     split_record,
     without_uuids,
 )
 from .conftest import load_json
+from .fixed_clock import FixedClock
 from .jwt_support import FHIR_SERVER
 from .scenarios import load_scenario
 
@@ -34,19 +33,16 @@ TOKEN = "opaque-access-token-4f1c"
 
 
 @pytest.fixture()
-def cds(tmp_path: Path) -> FlaskClient:
-    return cds_app(tmp_path).test_client()
+def cds(tmp_path: Path, clock: FixedClock) -> FlaskClient:
+    return cds_app(tmp_path, clock=clock).test_client()
 
 
-@pytest.fixture()
-def as_of(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
-    return screening_day(monkeypatch)
 KINDS = {"conditions": "Condition", "observations": "Observation", "orders": "ServiceRequest"}
 
 
-def classic(as_of: list[dt.date | None]) -> tuple[str, dict[str, Any], dict[str, list[Any]]]:
+def classic(clock: FixedClock) -> tuple[str, dict[str, Any], dict[str, list[Any]]]:
     scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
+    clock.set_today(scenario.as_of)
     return split_record(scenario.bundle)
 
 
@@ -70,8 +66,8 @@ def _query(url: str) -> dict[str, list[str]]:
 
 
 def test_no_prefetch_fetches_all_four_with_the_token_and_gives_the_same_card(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     (prefetched,) = cds.post(SERVICE, json=prefetch_call(load_scenario(CLASSIC).bundle)
                              ).get_json()["cards"]
     with responses.RequestsMock() as ehr:
@@ -104,8 +100,8 @@ def test_the_spec_example_request_fetches_what_its_prefetch_lacks(cds: FlaskClie
 
 
 def test_only_missing_keys_and_operation_outcomes_are_fetched(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     outcome = {"resourceType": "OperationOutcome", "issue": [
         {"severity": "error", "code": "too-costly", "diagnostics": "query too large"}]}
     call = hook_call(pid, fhir_server=FHIR_SERVER, token=TOKEN, prefetch={
@@ -129,8 +125,8 @@ def _paged(resources: list[dict[str, Any]], next_url: str | None) -> dict[str, A
 
 
 def test_searchset_pages_are_followed_on_the_same_origin(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     first, *rest = by_key["conditions"]
     page2 = f"{FHIR_SERVER}?_getpages=abc&_getpagesoffset=1"
     page3 = f"{FHIR_SERVER}?_getpages=abc&_getpagesoffset=2"
@@ -152,8 +148,8 @@ def test_searchset_pages_are_followed_on_the_same_origin(
 
 
 def test_a_prefetched_searchset_with_a_next_link_is_completed_from_the_server(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     first, *rest = by_key["conditions"]
     page2 = f"{FHIR_SERVER}/Condition?patient={pid}&page=2"
     with responses.RequestsMock() as ehr:
@@ -172,8 +168,8 @@ def test_a_prefetched_searchset_with_a_next_link_is_completed_from_the_server(
     "https://ehr.example.org:8443/fhir/Condition?page=2",    # port differs
 ])
 def test_a_next_link_to_another_origin_is_refused_with_412(
-        cds: FlaskClient, as_of: list[dt.date | None], foreign: str) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock, foreign: str) -> None:
+    pid, patient, by_key = classic(clock)
     with responses.RequestsMock() as ehr:
         ehr.get(f"{FHIR_SERVER}/Condition", json=_paged(by_key["conditions"][:1], foreign))
         call = hook_call(pid, fhir_server=FHIR_SERVER, token=TOKEN, prefetch={
@@ -184,9 +180,9 @@ def test_a_next_link_to_another_origin_is_refused_with_412(
     assert "another origin" in response.get_json()["error"]
 
 
-def test_more_pages_than_the_cap_is_412(tmp_path: Path, as_of: list[dt.date | None]) -> None:
-    client = cds_app(tmp_path, fhir_max_pages=2).test_client()
-    pid, patient, _ = classic(as_of)
+def test_more_pages_than_the_cap_is_412(tmp_path: Path, clock: FixedClock) -> None:
+    client = cds_app(tmp_path, clock=clock, fhir_max_pages=2).test_client()
+    pid, patient, _ = classic(clock)
     with responses.RequestsMock() as ehr:
         ehr.get(f"{FHIR_SERVER}/Condition", json=_paged([], f"{FHIR_SERVER}/p2"))
         ehr.get(f"{FHIR_SERVER}/p2", json=_paged([], f"{FHIR_SERVER}/p3"))
@@ -218,9 +214,9 @@ FAILURES: list[tuple[str, dict[str, Any], str]] = [
 @pytest.mark.parametrize(("answer", "says"), [f[1:] for f in FAILURES],
                          ids=[f[0] for f in FAILURES])
 def test_each_failure_is_412_and_never_leaks_the_token(
-        cds: FlaskClient, as_of: list[dt.date | None], caplog: pytest.LogCaptureFixture,
+        cds: FlaskClient, clock: FixedClock, caplog: pytest.LogCaptureFixture,
         key: str, answer: dict[str, Any], says: str) -> None:
-    pid, patient, by_key = classic(as_of)
+    pid, patient, by_key = classic(clock)
     prefetch: dict[str, Any] = {"patient": patient, "observations": None, "orders": None,
                                 "conditions": searchset(by_key["conditions"])}
     del prefetch[key]
@@ -241,9 +237,9 @@ def test_each_failure_is_412_and_never_leaks_the_token(
 
 
 def test_over_budget_is_412_within_the_budget(tmp_path: Path,
-                                              as_of: list[dt.date | None]) -> None:
-    client = cds_app(tmp_path, cds_budget_s=0.5, fhir_timeout_s=3.0).test_client()
-    pid, patient, by_key = classic(as_of)
+                                              clock: FixedClock) -> None:
+    client = cds_app(tmp_path, clock=clock, cds_budget_s=0.5, fhir_timeout_s=3.0).test_client()
+    pid, patient, by_key = classic(clock)
 
     def slow(request: Any) -> tuple[int, dict[str, str], str]:
         time.sleep(0.2)
@@ -263,8 +259,8 @@ def test_over_budget_is_412_within_the_budget(tmp_path: Path,
 
 
 def test_resources_about_another_patient_from_the_server_are_ignored(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     others = [dict(r, subject={"reference": "Patient/other"}) for r in by_key["conditions"]]
     with responses.RequestsMock() as ehr:
         serve_record(ehr, pid, patient, {"conditions": others, "observations": [],
@@ -274,8 +270,8 @@ def test_resources_about_another_patient_from_the_server_are_ignored(
 
 
 def test_without_fhir_authorization_fetches_send_no_authorization(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    pid, patient, by_key = classic(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    pid, patient, by_key = classic(clock)
     with responses.RequestsMock() as ehr:
         serve_record(ehr, pid, patient, by_key)
         response = cds.post(SERVICE, json=hook_call(pid, fhir_server=FHIR_SERVER))

@@ -3,7 +3,6 @@ an unreachable or silent server gives 412 within the budget."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import threading
@@ -22,11 +21,11 @@ from .cds_support import (
     cds_app,
     hook_call,
     prefetch_call,
-    screening_day,
     searchset,
     split_record,
     without_uuids,
 )
+from .fixed_clock import FixedClock
 from .scenarios import load_scenario
 
 TOKEN = "loopback-token-77"
@@ -92,16 +91,11 @@ class FhirServer:
         self.httpd.server_close()
 
 
-@pytest.fixture()
-def as_of(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
-    return screening_day(monkeypatch)
-
-
 def test_a_fhir_server_on_loopback_gives_the_same_card_as_full_prefetch(
-        tmp_path: Path, as_of: list[dt.date | None]) -> None:
+        tmp_path: Path, clock: FixedClock) -> None:
     scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
-    client = cds_app(tmp_path).test_client()
+    clock.set_today(scenario.as_of)
+    client = cds_app(tmp_path, clock=clock).test_client()
     with_prefetch = client.post(SERVICE, json=prefetch_call(scenario.bundle))
     (expected,) = with_prefetch.get_json()["cards"]
     with FhirServer(scenario.bundle) as ehr:
@@ -122,10 +116,10 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_fhir_server_is_412_within_the_budget(
-        tmp_path: Path, as_of: list[dt.date | None]) -> None:
+        tmp_path: Path, clock: FixedClock) -> None:
     scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
-    client = cds_app(tmp_path, cds_budget_s=1.0, fhir_timeout_s=0.5).test_client()
+    clock.set_today(scenario.as_of)
+    client = cds_app(tmp_path, clock=clock, cds_budget_s=1.0, fhir_timeout_s=0.5).test_client()
     pid, _, _ = split_record(scenario.bundle)
     started = time.monotonic()
     response = client.post(SERVICE, json=hook_call(
@@ -148,8 +142,8 @@ def silent_server() -> Iterator[str]:
 
 
 def test_a_silent_fhir_server_is_412_when_the_budget_runs_out(
-        tmp_path: Path, as_of: list[dt.date | None], silent_server: str) -> None:
-    client = cds_app(tmp_path, cds_budget_s=0.6, fhir_timeout_s=5.0).test_client()
+        tmp_path: Path, clock: FixedClock, silent_server: str) -> None:
+    client = cds_app(tmp_path, clock=clock, cds_budget_s=0.6, fhir_timeout_s=5.0).test_client()
     started = time.monotonic()
     response = client.post(SERVICE, json=hook_call("baby1", fhir_server=silent_server,
                                                    token=TOKEN))
@@ -160,10 +154,10 @@ def test_a_silent_fhir_server_is_412_when_the_budget_runs_out(
 
 
 def test_a_slow_fhir_server_is_cut_at_the_budget(
-        tmp_path: Path, as_of: list[dt.date | None]) -> None:
+        tmp_path: Path, clock: FixedClock) -> None:
     scenario = load_scenario(CLASSIC)
-    as_of[0] = scenario.as_of
-    client = cds_app(tmp_path, cds_budget_s=0.7, fhir_timeout_s=2.0).test_client()
+    clock.set_today(scenario.as_of)
+    client = cds_app(tmp_path, clock=clock, cds_budget_s=0.7, fhir_timeout_s=2.0).test_client()
     with FhirServer(scenario.bundle, delay_s=0.3) as ehr:
         started = time.monotonic()
         response = client.post(SERVICE, json=hook_call(ehr.pid, fhir_server=ehr.base,

@@ -6,7 +6,6 @@ The helpers shared with the other CDS tests are in ``tests/cds_support.py``.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import logging
 import re
@@ -29,10 +28,10 @@ from .cds_support import (
     classic_call,
     hook_call,
     prefetch_call,
-    screening_day,
     searchset,
 )
 from .conftest import load_json, scenario_files, synthea_files
+from .fixed_clock import FixedClock
 from .jwt_support import FHIR_SERVER, JWKS_URI, Signer, es384_signer, jwks, write_issuers
 from .scenarios import load_scenario
 
@@ -42,13 +41,8 @@ PUBLIC = "https://ipex.example.org"
 
 
 @pytest.fixture()
-def cds(tmp_path: Path) -> FlaskClient:
-    return cds_app(tmp_path).test_client()
-
-
-@pytest.fixture()
-def as_of(monkeypatch: pytest.MonkeyPatch) -> list[dt.date | None]:
-    return screening_day(monkeypatch)
+def cds(tmp_path: Path, clock: FixedClock) -> FlaskClient:
+    return cds_app(tmp_path, clock=clock).test_client()
 
 
 # --- discovery --------------------------------------------------------------------------
@@ -116,9 +110,9 @@ BAD_ENVELOPES = [
 @pytest.mark.parametrize(("path", "value", "named"), [c[1:] for c in BAD_ENVELOPES],
                          ids=[c[0] for c in BAD_ENVELOPES])
 def test_a_malformed_call_gets_400_naming_the_field(
-        cds: FlaskClient, as_of: list[dt.date | None], path: str, value: Any, named: str
+        cds: FlaskClient, clock: FixedClock, path: str, value: Any, named: str
 ) -> None:
-    call = classic_call(as_of)
+    call = classic_call(clock)
     call["fhirServer"] = FHIR_SERVER
     call["fhirAuthorization"] = hook_call("x", token="t")["fhirAuthorization"]
     with responses.RequestsMock() as ehr:  # nothing may be fetched for a bad call
@@ -143,8 +137,8 @@ def test_a_body_that_is_not_a_json_object_gets_a_json_error(
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-def test_unknown_fields_are_tolerated(cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+def test_unknown_fields_are_tolerated(cds: FlaskClient, clock: FixedClock) -> None:
+    call = classic_call(clock)
     call["extension"] = {"org.example.flag": True}
     call["context"]["somethingNew"] = {"a": 1}
     call["prefetch"]["unrequested"] = {"resourceType": "Encounter", "id": "e"}
@@ -205,9 +199,9 @@ def _no_nulls_or_empties(value: Any, where: str = "") -> None:
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
 def test_every_scenario_gives_the_card_the_screening_calls_for(
-        cds: FlaskClient, as_of: list[dt.date | None], path: Path) -> None:
+        cds: FlaskClient, clock: FixedClock, path: Path) -> None:
     scenario = load_scenario(path)
-    as_of[0] = scenario.as_of
+    clock.set_today(scenario.as_of)
     expected = scenario.expect[0]
     call = prefetch_call(scenario.bundle)
     with responses.RequestsMock() as ehr:  # full prefetch: nothing is fetched
@@ -240,8 +234,8 @@ def test_a_synthea_child_gets_no_card(cds: FlaskClient) -> None:
 
 
 def test_the_detail_table_escapes_record_text(cds: FlaskClient,
-                                              as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+                                              clock: FixedClock) -> None:
+    call = classic_call(clock)
     hostile = "Chronic diarrhea | **x** [y](javascript:alert(1)) <img src=x onerror=1> `z`"
     for condition in call["prefetch"]["conditions"]["entry"]:
         for coding in condition["resource"]["code"]["coding"]:
@@ -256,13 +250,13 @@ def test_the_detail_table_escapes_record_text(cds: FlaskClient,
 
 
 def test_the_cards_own_order_fed_back_suppresses_the_next_card(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
+        cds: FlaskClient, clock: FixedClock) -> None:
     # Every recommendation: FOXP3 for boys, the panel with FOXP3 for unknown sex, and the
     # IPEX-like panel for girls and after a negative FOXP3 result.
     negative = SCENARIOS / "negative-foxp3-result-ipex-like-panel.json"
     for path in (CLASSIC, UNKNOWN_SEX, FEMALE, negative):
         scenario = load_scenario(path)
-        as_of[0] = scenario.as_of
+        clock.set_today(scenario.as_of)
         call = prefetch_call(scenario.bundle)
         (card,) = cds.post(SERVICE, json=call).get_json()["cards"]
         order = dict(card["suggestions"][0]["actions"][0]["resource"], id="accepted-1")
@@ -272,16 +266,16 @@ def test_the_cards_own_order_fed_back_suppresses_the_next_card(
 
 
 def test_order_code_is_used_for_the_foxp3_test_only(tmp_path: Path,
-                                                    as_of: list[dt.date | None]) -> None:
-    client = cds_app(tmp_path, order_code=("http://loinc.org", "99999-9", "FOXP3 seq")
+                                                    clock: FixedClock) -> None:
+    client = cds_app(tmp_path, clock=clock, order_code=("http://loinc.org", "99999-9", "FOXP3 seq")
                      ).test_client()
-    (male,) = client.post(SERVICE, json=classic_call(as_of)).get_json()["cards"]
+    (male,) = client.post(SERVICE, json=classic_call(clock)).get_json()["cards"]
     code = male["suggestions"][0]["actions"][0]["resource"]["code"]
     assert code["coding"] == [{"system": "http://loinc.org", "code": "99999-9",
                                "display": "FOXP3 seq"}]
     assert code["text"] == "FOXP3 gene sequencing with deletion/duplication analysis"
     female = load_scenario(FEMALE)
-    as_of[0] = female.as_of
+    clock.set_today(female.as_of)
     (card,) = client.post(SERVICE, json=prefetch_call(female.bundle)).get_json()["cards"]
     panel = card["suggestions"][0]["actions"][0]["resource"]["code"]
     assert "coding" not in panel and "panel" in panel["text"]
@@ -289,8 +283,8 @@ def test_order_code_is_used_for_the_foxp3_test_only(tmp_path: Path,
 
 
 def test_another_patients_resources_are_ignored(cds: FlaskClient,
-                                                as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+                                                clock: FixedClock) -> None:
+    call = classic_call(clock)
     conditions = call["prefetch"]["conditions"]["entry"]
     for entry in conditions:
         entry["resource"]["subject"] = {"reference": "Patient/someone-else"}
@@ -303,8 +297,8 @@ def test_another_patients_resources_are_ignored(cds: FlaskClient,
 
 
 def test_a_prefetched_patient_that_is_someone_else_is_fetched_instead(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    call = classic_call(clock)
     call["prefetch"]["patient"] = {**call["prefetch"]["patient"], "id": "someone-else",
                                    "gender": "female"}
     response = cds.post(SERVICE, json=call)  # no fhirServer to fetch the right one from
@@ -315,8 +309,8 @@ def test_a_prefetched_patient_that_is_someone_else_is_fetched_instead(
 
 
 def test_null_prefetch_means_no_data_and_nothing_is_fetched(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+        cds: FlaskClient, clock: FixedClock) -> None:
+    call = classic_call(clock)
     call["fhirServer"] = FHIR_SERVER
     for key in ("conditions", "observations", "orders"):
         call["prefetch"][key] = None
@@ -327,8 +321,8 @@ def test_null_prefetch_means_no_data_and_nothing_is_fetched(
 
 
 def test_null_patient_is_412_nothing_to_screen(cds: FlaskClient,
-                                               as_of: list[dt.date | None]) -> None:
-    call = classic_call(as_of)
+                                               clock: FixedClock) -> None:
+    call = classic_call(clock)
     call["prefetch"]["patient"] = None
     response = cds.post(SERVICE, json=call)
     assert response.status_code == 412 and "patient" in response.get_json()["error"]
@@ -336,8 +330,8 @@ def test_null_patient_is_412_nothing_to_screen(cds: FlaskClient,
 
 @pytest.mark.parametrize("key", ["patient", "conditions", "observations", "orders"])
 def test_a_missing_key_without_fhir_server_is_412(
-        cds: FlaskClient, as_of: list[dt.date | None], key: str) -> None:
-    call = classic_call(as_of)
+        cds: FlaskClient, clock: FixedClock, key: str) -> None:
+    call = classic_call(clock)
     del call["prefetch"][key]
     response = cds.post(SERVICE, json=call)
     assert response.status_code == 412
@@ -348,20 +342,20 @@ def test_a_missing_key_without_fhir_server_is_412(
 
 
 def test_auth_off_ignores_an_authorization_header(cds: FlaskClient,
-                                                  as_of: list[dt.date | None]) -> None:
+                                                  clock: FixedClock) -> None:
     for header in ("Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "garbage"):
-        response = cds.post(SERVICE, json=classic_call(as_of),
+        response = cds.post(SERVICE, json=classic_call(clock),
                             headers={"Authorization": header})
         assert response.status_code == 200 and len(response.get_json()["cards"]) == 1
 
 
 def test_a_public_host_without_auth_settings_refuses_every_cds_call(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, as_of: list[dt.date | None]) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, clock: FixedClock) -> None:
     with caplog.at_level(logging.INFO, logger="ipex_screen.cds"):
-        client = cds_app(tmp_path, cds_auth=None, bind_host="0.0.0.0").test_client()
+        client = cds_app(tmp_path, clock=clock, cds_auth=None, bind_host="0.0.0.0").test_client()
     reasons = [r.getMessage() for r in caplog.records if "401" in r.getMessage()]
     assert len(reasons) == 1 and "IPEX_CDS_ISSUERS_FILE" in reasons[0]
-    for path, body in ((SERVICE, classic_call(as_of)),
+    for path, body in ((SERVICE, classic_call(clock)),
                        (FEEDBACK, load_json(CDS_DATA / "spec-feedback-overridden.json"))):
         response = client.post(path, json=body)
         assert response.status_code == 401 and response.data == b""
@@ -371,14 +365,14 @@ def test_a_public_host_without_auth_settings_refuses_every_cds_call(
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", None])
 def test_a_loopback_host_without_auth_settings_is_open(
-        tmp_path: Path, as_of: list[dt.date | None], host: str | None) -> None:
-    client = cds_app(tmp_path, cds_auth=None, bind_host=host).test_client()
-    assert client.post(SERVICE, json=classic_call(as_of)).status_code == 200
+        tmp_path: Path, clock: FixedClock, host: str | None) -> None:
+    client = cds_app(tmp_path, clock=clock, cds_auth=None, bind_host=host).test_client()
+    assert client.post(SERVICE, json=classic_call(clock)).status_code == 200
 
 
-def test_jwt_mode_without_issuers_refuses(tmp_path: Path, as_of: list[dt.date | None]) -> None:
-    client = cds_app(tmp_path, cds_auth="jwt").test_client()
-    response = client.post(SERVICE, json=classic_call(as_of),
+def test_jwt_mode_without_issuers_refuses(tmp_path: Path, clock: FixedClock) -> None:
+    client = cds_app(tmp_path, clock=clock, cds_auth="jwt").test_client()
+    response = client.post(SERVICE, json=classic_call(clock),
                            headers={"Authorization": "Bearer x.y.z"})
     assert response.status_code == 401 and response.data == b""
 
@@ -389,11 +383,11 @@ def signer() -> Signer:
 
 
 def test_jwt_mode_checks_the_token_audience_and_fhir_server(
-        tmp_path: Path, as_of: list[dt.date | None], signer: Signer) -> None:
+        tmp_path: Path, clock: FixedClock, signer: Signer) -> None:
     issuers = write_issuers(tmp_path / "issuers.json", fhir_servers=[FHIR_SERVER])
-    client = cds_app(tmp_path, cds_auth=None, cds_issuers_file=str(issuers),
+    client = cds_app(tmp_path, clock=clock, cds_auth=None, cds_issuers_file=str(issuers),
                      public_base_url=PUBLIC, bind_host="0.0.0.0").test_client()
-    call = classic_call(as_of)
+    call = classic_call(clock)
     call["fhirServer"] = FHIR_SERVER
     with responses.RequestsMock(assert_all_requests_are_fired=False) as keys:
         keys.get(JWKS_URI, json=jwks(signer))
@@ -425,10 +419,10 @@ def _preflight(client: FlaskClient, origin: str, path: str = SERVICE) -> Any:
 
 
 def test_cors_allowlist_and_preflight_without_auth(tmp_path: Path,
-                                                   as_of: list[dt.date | None]) -> None:
+                                                   clock: FixedClock) -> None:
     sandbox = "https://sandbox.cds-hooks.org"
     # jwt mode: preflights are answered without any token.
-    client = cds_app(tmp_path, cds_auth="jwt", cors_origins=(sandbox,)).test_client()
+    client = cds_app(tmp_path, clock=clock, cds_auth="jwt", cors_origins=(sandbox,)).test_client()
     for path in ("/cds-services", SERVICE, FEEDBACK):
         allowed = _preflight(client, sandbox, path)
         assert allowed.status_code == 200, path
@@ -439,7 +433,7 @@ def test_cors_allowlist_and_preflight_without_auth(tmp_path: Path,
     refused = _preflight(client, "https://evil.example.com")
     assert "Access-Control-Allow-Origin" not in refused.headers
     # The answer itself (here a 401) carries the header so the browser can read it.
-    unauthorised = client.post(SERVICE, json=classic_call(as_of), headers={"Origin": sandbox})
+    unauthorised = client.post(SERVICE, json=classic_call(clock), headers={"Origin": sandbox})
     assert unauthorised.status_code == 401
     assert unauthorised.headers["Access-Control-Allow-Origin"] == sandbox
     assert "Origin" in unauthorised.headers["Vary"]
@@ -470,9 +464,9 @@ CARD_ATTRIBUTES = {"uuid", "summary", "detail", "indicator", "source", "suggesti
 
 
 def test_the_card_has_the_shape_of_the_spec_example_response(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
+        cds: FlaskClient, clock: FixedClock) -> None:
     example = load_json(CDS_DATA / "spec-example-response.json")
-    ours = cds.post(SERVICE, json=classic_call(as_of)).get_json()
+    ours = cds.post(SERVICE, json=classic_call(clock)).get_json()
     assert set(ours) == set(example) == {"cards"}
     (card,) = ours["cards"]
     assert set(card) <= CARD_ATTRIBUTES
@@ -487,13 +481,13 @@ def test_the_card_has_the_shape_of_the_spec_example_response(
 
 
 def test_the_suggested_orders_pass_two_independent_fhir_validators(
-        cds: FlaskClient, as_of: list[dt.date | None]) -> None:
+        cds: FlaskClient, clock: FixedClock) -> None:
     from .fhir_validation import ValidatorUnavailableError, assert_valid
 
     orders = []
     for path in (CLASSIC, FEMALE, UNKNOWN_SEX):
         scenario = load_scenario(path)
-        as_of[0] = scenario.as_of
+        clock.set_today(scenario.as_of)
         (card,) = cds.post(SERVICE, json=prefetch_call(scenario.bundle)).get_json()["cards"]
         orders.append(card["suggestions"][0]["actions"][0]["resource"])
     try:

@@ -5,8 +5,10 @@ Registered on the app by :func:`register`; see :mod:`.api` for a call's path.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
+from collections.abc import Callable
 
 from flask import Flask, Response, request
 
@@ -21,11 +23,14 @@ __all__ = ["register"]
 log = logging.getLogger("ipex_screen.cds")
 
 
-def register(app: Flask, settings: Settings) -> None:
-    """Add the CDS Hooks endpoints, their CORS policy and auth gate to the app."""
+def register(app: Flask, settings: Settings, *, now: Callable[[], dt.datetime]) -> None:
+    """Add the CDS Hooks endpoints, their CORS policy and auth gate to the app.
+
+    ``now`` is the runtime's clock: it stamps when feedback was received.
+    """
     mode = auth_mode(settings)
     announce(settings, mode)
-    store = FeedbackStore(settings.state_db)
+    store = FeedbackStore(settings.state_db, now=now)
     try:
         store.prepare()
     except (OSError, sqlite3.Error) as exc:  # feedback answers 503 until it can be written

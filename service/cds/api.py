@@ -9,7 +9,6 @@ route: a JSON 404 from the app's handler.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,11 +33,6 @@ SERVICE_ID = "ipex-foxp3-screen"
 EXTENSION = "ipex_cds"
 
 bp = Blueprint("cds", __name__)
-
-
-def screening_date() -> dt.date | None:
-    """The date a CDS call screens as of: today (None); tests replace it to replay a scenario."""
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +101,7 @@ def service_call() -> Response:
     rt = runtime()
     gathered = gather(call, rt.settings)
     try:
-        results = rt.screen(gathered.bundle(), as_of=screening_date())
+        results = rt.screen(gathered.bundle())  # as of the runtime's today
     except ScreeningError as error:
         raise from_screening(error) from None
     record_screenings(results, channel="cds")

@@ -14,10 +14,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..runtime import utc_now
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cds_feedback ("
@@ -48,8 +50,9 @@ class Stored:
 class FeedbackStore:
     """Feedback rows in SQLite, shared by every worker using the same file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, now: Callable[[], dt.datetime] = utc_now) -> None:
         self.path = str(path)
+        self._now = now
         self._ready_pid = 0
         self._lock = threading.Lock()
 
@@ -81,7 +84,7 @@ class FeedbackStore:
 
     def add(self, items: Iterable[Mapping[str, Any]]) -> Stored:
         """Store validated feedback items; (card, outcome) already stored are left as they are."""
-        received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        received = self._now().isoformat(timespec="seconds")
         rows = [_row(item, received) for item in items]
         try:
             with self._lock:

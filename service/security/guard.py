@@ -8,6 +8,7 @@ feedback calls (``IPEX_CDS_ISSUERS_FILE``, a bare 401) and the FHIR operation
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Request, current_app
@@ -31,9 +32,12 @@ class Security:
     api: JwtVerifier | None
 
 
-def build_security(settings: Settings) -> Security:
-    """Load the issuers files (a broken one stops the start) and build the verifiers."""
-    replay = ReplayStore(settings.state_db)
+def build_security(settings: Settings, *, clock: Callable[[], float]) -> Security:
+    """Load the issuers files (a broken one stops the start) and build the verifiers.
+
+    ``clock`` (seconds since the epoch) is the replay store's: the runtime's clock.
+    """
+    replay = ReplayStore(settings.state_db, clock=clock)
 
     def verifier(path: str | None) -> JwtVerifier | None:
         if not path:

@@ -254,6 +254,12 @@ def _request_lines(log: Path) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("logger") == "ipex_screen.request"]
 
 
+def _screened_by(log: Path) -> Tally[int]:
+    """How many ``$ipex-screen`` requests each worker (by pid) logged."""
+    return Tally(line["pid"] for line in _request_lines(log)
+                 if line["path"] == "/fhir/$ipex-screen")
+
+
 def test_serve_with_two_workers_sums_metrics_across_workers(server: Mapping[str, Any]) -> None:
     base = server["base"]
     bundle = SMALL_SYNTHEA.read_bytes()
@@ -262,12 +268,22 @@ def test_serve_with_two_workers_sums_metrics_across_workers(server: Mapping[str,
     before = parse(text.decode())
     assert "counter_999999.db" not in {p.name for p in Path(server["dir"]).iterdir()}
 
-    posts, gets = 12, 8
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        screened = list(pool.map(lambda _: _post(f"{base}/fhir/$ipex-screen", bundle),
-                                 range(posts)))
+    # gunicorn promises no share of the requests to either worker: send concurrent
+    # batches (12 requests at least) until both workers' pids have answered one, up to
+    # a bound, and count them all.
+    gets, batch, least, most = 8, 4, 12, 200
+    posts = 0
+    screened_by: Tally[int] = Tally()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=batch) as pool:
+        while posts < least or len(screened_by) < 2:
+            assert posts < most, f"one worker took all {posts} requests: {screened_by}"
+            screened = list(pool.map(lambda _: _post(f"{base}/fhir/$ipex-screen", bundle),
+                                     range(batch)))
+            assert screened == [200] * batch
+            posts += batch
+            screened_by = _screened_by(Path(server["log"]))
         read = list(pool.map(lambda _: _get(f"{base}/fhir/metadata")[0], range(gets)))
-    assert screened == [200] * posts and read == [200] * gets
+    assert read == [200] * gets
 
     status, text = _get(f"{base}/metrics")
     after = parse(text.decode())
@@ -287,8 +303,6 @@ def test_serve_with_two_workers_sums_metrics_across_workers(server: Mapping[str,
     assert total(after, "ipex_http_requests_total", endpoint="/metrics") == 1
 
     # Both workers answered (their pids in the request log lines), and the sum holds.
-    lines = _request_lines(Path(server["log"]))
-    screened_by = Tally(line["pid"] for line in lines if line["path"] == "/fhir/$ipex-screen")
     assert sum(screened_by.values()) == posts
     assert len(screened_by) == 2, f"one worker took every request: {screened_by}"
     assert server["pid"] not in screened_by

@@ -13,7 +13,8 @@
 #                      certificates, not a whole bundle (a single argument is
 #                      limited to 128 KiB):
 #                        --build-arg PIP_EXTRA_CA_PEM="$(cat my-proxy-ca.crt)"
-#   PIP_INDEX_URL      an alternative package index for the build (builder stage only).
+#   PIP_INDEX_URL      an alternative package index for the build (builder stage only);
+#                      it must serve the same files: the lock files check their hashes.
 #
 # The Dockerfile uses only instructions the classic builder understands (no
 # RUN --mount), so it builds with and without BuildKit.
@@ -44,24 +45,27 @@ RUN set -eu; \
     cat "$bundle" > /tmp/build-ca.pem; \
     if [ -n "$PIP_EXTRA_CA_PEM" ]; then printf '\n%s\n' "$PIP_EXTRA_CA_PEM" >> /tmp/build-ca.pem; fi
 
-# Dependencies first (read from pyproject.toml), so code changes reuse this layer.
-# README.m[d]: the glob lets the build go on while README.md does not exist yet.
+# Dependencies first, from the lock files (every package pinned, every file's hash
+# checked: scripts/lock makes them), so code changes reuse this layer. build.lock holds
+# pip and the build backend, service.lock the service's dependencies (no test tools).
 WORKDIR /src
-COPY pyproject.toml README.m[d] ./
+COPY requirements/build.lock requirements/service.lock requirements/
 RUN set -eu; \
     export PIP_CERT=/tmp/build-ca.pem; \
     if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi; \
-    /opt/venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt; \
-    /opt/venv/bin/pip install -r /tmp/requirements.txt
+    /opt/venv/bin/pip install --require-hashes -r requirements/build.lock; \
+    /opt/venv/bin/pip install --require-hashes -r requirements/service.lock
 
-# The project itself: build a wheel (fhir_profiles ships as package data) and
-# install it without its source tree.
+# The project itself: build a wheel with the locked build backend (fhir_profiles ships
+# as package data) and install it without its source tree.
+# README.m[d]: the glob lets the build go on while README.md does not exist yet.
+COPY pyproject.toml README.m[d] ./
 COPY service/ service/
 COPY fhir_profiles/ fhir_profiles/
 RUN set -eu; \
     export PIP_CERT=/tmp/build-ca.pem; \
     if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi; \
-    /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist .; \
+    /opt/venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist .; \
     /opt/venv/bin/pip install --no-deps /tmp/dist/ipex_screen-*.whl; \
     /opt/venv/bin/pip check; \
     cd /; \

@@ -36,13 +36,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from unittest import mock
 
 import orjson
 
 from service.config import load_settings
 from service.runtime import Runtime
-from service.screening import record
 
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea"
 AS_OF = dt.date(2025, 9, 1)
@@ -321,52 +319,33 @@ class Phases:
     name: str
     parse_s: float
     screen_s: float
-    validate_read_s: float
-    validated: int
     output_s: float
 
 
 def phases(case: Case, runtime: Runtime, *, repeats: int = 7) -> Phases:
-    """Time parse, screen (and the model validation inside it) and output separately."""
-    original = record._validate
-    spent: list[float] = []
-
-    def timed_validate(resource: Mapping[str, Any], where: str) -> None:
-        start = time.perf_counter()
-        try:
-            original(resource, where)
-        finally:
-            spent.append(time.perf_counter() - start)
-
-    parse, screen, validate, output = [], [], [], []
-    validated = 0
-    with mock.patch.object(record, "_validate", timed_validate):
-        screen_end_to_end(runtime, case.data)
-        for _ in range(repeats):
-            gc.collect()
-            spent.clear()
-            t0 = time.perf_counter()
-            body = orjson.loads(case.data)
-            t1 = time.perf_counter()
-            results = runtime.screen(body, as_of=AS_OF)
-            t2 = time.perf_counter()
-            orjson.dumps(runtime.result_resource(results))
-            t3 = time.perf_counter()
-            parse.append(t1 - t0)
-            screen.append(t2 - t1)
-            output.append(t3 - t2)
-            validate.append(sum(spent))
-            validated = len(spent)
+    """Time parse, screen (reading the facts included) and output separately."""
+    parse, screen, output = [], [], []
+    screen_end_to_end(runtime, case.data)
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        body = orjson.loads(case.data)
+        t1 = time.perf_counter()
+        results = runtime.screen(body, as_of=AS_OF)
+        t2 = time.perf_counter()
+        orjson.dumps(runtime.result_resource(results))
+        t3 = time.perf_counter()
+        parse.append(t1 - t0)
+        screen.append(t2 - t1)
+        output.append(t3 - t2)
     med = statistics.median
-    return Phases(case.name, med(parse), med(screen), med(validate), validated, med(output))
+    return Phases(case.name, med(parse), med(screen), med(output))
 
 
 def phases_table(rows: Sequence[Phases]) -> str:
-    lines = ["| bundle | parse ms | screen ms | of which validation ms (resources) | output ms |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| bundle | parse ms | screen ms | output ms |", "|---|---:|---:|---:|"]
     for p in rows:
-        lines.append(f"| {p.name} | {_ms(p.parse_s)} | {_ms(p.screen_s)} "
-                     f"| {_ms(p.validate_read_s)} ({p.validated}) | {_ms(p.output_s)} |")
+        lines.append(f"| {p.name} | {_ms(p.parse_s)} | {_ms(p.screen_s)} | {_ms(p.output_s)} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from .edge.errors import BadRequest, NotFound, from_screening
+from .edge.errors import BadRequest, NotFound, Unprocessable, from_screening
 from .edge.fhir_json import json_response, read_json
 from .edge.running import runtime
 from .observability.metrics import record_screenings
@@ -34,14 +34,30 @@ def _as_of(body: Any) -> dt.date | None:
     return None
 
 
+def _strict() -> bool:
+    """FHIR ``Prefer: handling=strict``: refuse a record that cannot be read whole."""
+    return any(part.strip().lower() == "handling=strict"
+               for value in request.headers.getlist("Prefer") for part in value.split(";")
+               for part in part.split(","))
+
+
 @bp.post("/$ipex-screen")
 def ipex_screen() -> Response:
     rt = runtime()
     require_api_caller(request)
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
                      max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries)
+    as_of = _as_of(body)
     try:
-        results = rt.screen(body, as_of=_as_of(body))
+        if _strict():
+            problems = rt.strict_problems(body, as_of=as_of)
+            if problems:
+                raise Unprocessable(
+                    f"Prefer: handling=strict, and {len(problems)} part"
+                    f"{'s' if len(problems) > 1 else ''} of the record could not be read; "
+                    "each is an issue below with its location",
+                    issues=tuple((p.location, p.describe()) for p in problems))
+        results = rt.screen(body, as_of=as_of)
     except ScreeningError as exc:
         raise from_screening(exc) from None
     record_screenings(results, channel="fhir")

@@ -17,8 +17,10 @@ from typing import Any
 
 from .config import Settings, default_profiles_dir
 from .profiles import Profiles, load_profiles
-from .screening import ScreeningResult, screen_bundle
+from .screening import ScreeningResult, screen_bundle, unwrap_bundle
+from .screening.facts import NotRead
 from .screening.risk_assessment import risk_assessment
+from .screening.strict import strict_problems
 
 
 def utc_now() -> dt.datetime:
@@ -73,6 +75,13 @@ class Runtime:
         return screen_bundle(
             body, self.profiles.rules, as_of=day, order_code=self.settings.order_coding
         )
+
+    def strict_problems(self, body: Mapping[str, Any], *, as_of: dt.date | None = None
+                        ) -> list[NotRead]:
+        """Everything strict handling refuses a Bundle for (empty: screen it)."""
+        return strict_problems(unwrap_bundle(body), self.profiles.rules,
+                               as_of=as_of or self.today(),
+                               order_code=self.settings.order_coding)
 
     def risk_assessment(self, result: ScreeningResult) -> dict[str, Any]:
         return risk_assessment(

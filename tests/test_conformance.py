@@ -102,20 +102,6 @@ ERROR_CASES: list[tuple[str, str, str, Any, str | None, int]] = [
     ("empty body", "POST", "/fhir/$ipex-screen", b"", FHIR_JSON, 400),
     ("not a Bundle", "POST", "/fhir/$ipex-screen", {"resourceType": "Patient"}, FHIR_JSON, 400),
     (
-        "invalid entry",
-        "POST",
-        "/fhir/$ipex-screen",
-        {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [
-                {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "2024-13-45"}}
-            ],
-        },
-        FHIR_JSON,
-        400,
-    ),
-    (
         "asOf not a date",
         "POST",
         "/fhir/$ipex-screen",
@@ -161,6 +147,12 @@ def error_outcomes(client: FlaskClient, small_body_client: FlaskClient) -> list[
     ]}
     response = small_body_client.post("/fhir/$ipex-screen", json=large)
     outcomes.append(_outcome("body too large", response, 413))
+    unreadable = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "2024-13-45"}},
+        {"resource": {"id": "no-type", "code": "diarrhea"}}]}
+    response = client.post("/fhir/$ipex-screen", json=unreadable,
+                           headers={"Prefer": "handling=strict"})
+    outcomes.append(_outcome("strict handling of a record not fully read", response, 422))
     return outcomes
 
 

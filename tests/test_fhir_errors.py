@@ -116,28 +116,82 @@ def test_an_invalid_as_of_parameter_is_400(client: FlaskClient) -> None:
     _outcome(_post(client, body), 400, "asOf")
 
 
-def test_a_condition_the_rules_read_with_an_impossible_date_is_400(client: FlaskClient) -> None:
-    body = _bundle(_patient(), _condition(onsetDateTime="2025-13-45"))
-    _outcome(_post(client, body), 400, "Bundle.entry[1]", "Condition", "onsetDateTime")
+# --- one unusable entry is read leniently and reported; strict handling refuses it ---------
+
+STRICT = {"Prefer": "handling=strict"}
 
 
-def test_a_condition_the_rules_read_without_subject_is_400(client: FlaskClient) -> None:
-    condition = _condition()
-    del condition["subject"]
-    _outcome(_post(client, _bundle(_patient(), condition)), 400, "Bundle.entry[1]", "subject")
-
-
-def test_an_invalid_patient_is_400(client: FlaskClient) -> None:
-    _outcome(_post(client, _bundle(_patient(birthDate="10 January 2025"))), 400,
-             "Bundle.entry[0]", "Patient")
-
-
-def test_an_onset_age_beyond_the_calendar_is_400(client: FlaskClient) -> None:
-    age = {"value": 100000, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
+def _onset_age_beyond_the_calendar() -> Resource:
     condition = _condition()
     del condition["onsetDateTime"]
-    condition["onsetAge"] = age
-    _outcome(_post(client, _bundle(_patient(), condition)), 400, "onsetAge", "out of range")
+    condition["onsetAge"] = {"value": 100000, "unit": "years",
+                             "system": "http://unitsofmeasure.org", "code": "a"}
+    return condition
+
+
+def _without(resource: Resource, key: str) -> Resource:
+    return {k: v for k, v in resource.items() if k != key}
+
+
+UNREADABLE: dict[str, tuple[Resource, str, str]] = {
+    # case: (bundle, where the problem is, what the note says)
+    "impossible onset date": (_bundle(_patient(), _condition(onsetDateTime="2025-13-45")),
+                              "Bundle.entry[1].resource.onsetDateTime", "is not a date"),
+    "no subject, two patients": (
+        _bundle(_patient(), _patient(id="q"), _without(_condition(), "subject")),
+        "Bundle.entry[2].resource.subject", "has no subject"),
+    "birth date not a date": (_bundle(_patient(birthDate="10 January 2025")),
+                              "Bundle.entry[0].resource.birthDate", "is not a date"),
+    "onset age beyond the calendar": (_bundle(_patient(), _onset_age_beyond_the_calendar()),
+                                      "Bundle.entry[1].resource.onsetAge",
+                                      "beyond the calendar"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_an_unusable_part_is_screened_around_and_named_in_a_note(
+    client: FlaskClient, case: str
+) -> None:
+    body, where, says = UNREADABLE[case]
+    response = _post(client, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    payload = response.get_json()
+    assessments = ([e["resource"] for e in payload["entry"]]
+                   if payload["resourceType"] == "Bundle" else [payload])
+    for assessment in assessments:
+        note = " ".join(n["text"] for n in assessment.get("note", []))
+        assert "could have changed this result but" in note and where in note, note
+        assert says in note, note
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_strict_handling_refuses_it_with_a_422_naming_the_place(
+    client: FlaskClient, case: str
+) -> None:
+    body, where, says = UNREADABLE[case]
+    response = client.post(OPERATION, data=json.dumps(body), content_type=FHIR_JSON,
+                           headers=STRICT)
+    outcome = _outcome(response, 422, "Prefer: handling=strict")
+    located = [i for i in outcome["issue"] if where in i.get("expression", [""])[0]]
+    assert located and says in located[0]["diagnostics"], outcome["issue"]
+
+
+def test_strict_handling_screens_a_record_read_whole(client: FlaskClient) -> None:
+    response = client.post(OPERATION, data=json.dumps(_bundle(_patient(), _condition())),
+                           content_type=FHIR_JSON, headers=STRICT)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "note" not in response.get_json()
+
+
+def test_strict_handling_also_names_what_the_fhir_validator_rejects(client: FlaskClient) -> None:
+    """An unknown element is not read either way; strict handling reports it."""
+    body = _bundle(_patient(), _condition(onsetDate="2025-03-01"))
+    lenient = _post(client, body)
+    assert lenient.status_code == 200 and "note" not in lenient.get_json()
+    response = client.post(OPERATION, data=json.dumps(body), content_type=FHIR_JSON,
+                           headers=STRICT)
+    outcome = _outcome(response, 422)
+    assert any("onsetDate" in i.get("expression", [""])[0] for i in outcome["issue"])
 
 
 # --- entries the rules never read are not validated ------------------------------------------

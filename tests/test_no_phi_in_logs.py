@@ -156,8 +156,9 @@ def test_fhir_operation_logs_no_patient_data_or_token(tmp_path: Path,
         query = f"?patient={patient_data}&access_token={FAKE_ACCESS_TOKEN}&jwt={FAKE_JWT}"
         ok = client.post(OPERATION + query, json=_body(bundle, as_of), headers=headers)
         assert ok.status_code == 200, name
-        bad = client.post(OPERATION, json=_body(broken(bundle), as_of), headers=headers)
-        assert bad.status_code == 400, name
+        strict = {**headers, "Prefer": "handling=strict"}
+        bad = client.post(OPERATION, json=_body(broken(bundle), as_of), headers=strict)
+        assert bad.status_code == 422, name
         calls += 2
     lines = json_log.raw_lines()
     requests_logged = [line for line in lines if '"logger":"ipex_screen.request"' in line]

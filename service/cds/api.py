@@ -101,9 +101,14 @@ def service_call() -> Response:
     rt = runtime()
     gathered = gather(call, rt.settings)
     try:
-        results = rt.screen(gathered.bundle())  # as of the runtime's today
+        screened = rt.screen(gathered.bundle())  # as of the runtime's today
     except ScreeningError as error:
         raise from_screening(error) from None
+    # What could not be read is named by where the caller sent it (the prefetch key).
+    results = [r.with_locations(gathered.origin_of) for r in screened]
+    if any(r.not_read for r in results):
+        log.warning("CDS call: %d parts of the record could not be read",
+                    sum(len(r.not_read) for r in results))
     record_screenings(results, channel="cds")
     found = [c for r in results
              if (c := cards.card(r, rt.profiles.rules, patient_id=gathered.patient_id,

@@ -11,6 +11,10 @@ Per key (CDS Hooks 2.0 "Prefetch Template" and the contract):
 
 Resources of another type or whose subject is another patient are dropped, so the
 screening sees exactly this patient's Conditions, Observations and ServiceRequests.
+An entry that cannot be read (no resource, no ``resourceType``, a subject that is no
+Reference) is passed on to the screening, which names it as not read; each resource
+keeps where it came from (``prefetch.conditions.entry[3].resource``) so that a
+problem is reported in the caller's terms, not as a place in a Bundle it never sent.
 """
 
 from __future__ import annotations
@@ -35,24 +39,45 @@ TEMPLATES: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One resource of the record (or an entry that could not be read), and where it was."""
+
+    resource: Any
+    origin: str
+
+
 @dataclass(slots=True)
 class PrefetchedResources:
     """The prefetched (or fetched) resources of one patient-view call, ready to screen."""
 
     patient_id: str
-    patient: dict[str, Any] | None
-    resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    patient: Found | None
+    resources: dict[str, list[Found]] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)
     ignored: int = 0
 
+    def _found(self) -> list[Found]:
+        found = [self.patient] if self.patient is not None else []
+        for key in ("conditions", "observations", "orders"):
+            found += self.resources.get(key, [])
+        return found
+
     def bundle(self) -> dict[str, Any]:
         """A collection Bundle of the Patient and its resources, for :meth:`Runtime.screen`."""
-        entries: list[dict[str, Any]] = []
-        if self.patient is not None:
-            entries.append({"resource": self.patient})
-        for key in ("conditions", "observations", "orders"):
-            entries += [{"resource": r} for r in self.resources.get(key, [])]
-        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        return {"resourceType": "Bundle", "type": "collection",
+                "entry": [{"resource": f.resource} for f in self._found()]}
+
+    def origin_of(self, location: str) -> str:
+        """A location in :meth:`bundle` (``Bundle.entry[3].resource.code``), in the caller's
+        terms (``prefetch.conditions.entry[1].resource.code``)."""
+        found = self._found()
+        head, _, rest = location.partition("]")
+        if not head.startswith("Bundle.entry["):
+            return location
+        index = int(head.removeprefix("Bundle.entry["))
+        rest = rest.removeprefix(".resource")
+        return found[index].origin + rest if 0 <= index < len(found) else location
 
 
 def _is_outcome(value: Any) -> bool:
@@ -72,12 +97,21 @@ def _reference_names(reference: Any, patient_id: str) -> bool:
     return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
 
 
-def about_patient(resource: Mapping[str, Any], resource_type: str, patient_id: str
-                  ) -> dict[str, Any] | None:
-    """A copy pointing at ``Patient/{id}``, or None when it is another type or patient."""
-    if resource.get("resourceType") != resource_type:
+def about_patient(resource: Any, resource_type: str, patient_id: str) -> Any | None:
+    """A copy pointing at ``Patient/{id}``, or None when it is another type or patient.
+
+    What cannot be read (not a resource, no resourceType, no usable subject) is kept as
+    it is: the screening names it rather than this filter dropping it unseen.
+    """
+    if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
+        return resource
+    if resource["resourceType"] != resource_type:
         return None
-    if not _reference_names(resource.get("subject"), patient_id):
+    subject = resource.get("subject")
+    if subject is None or not isinstance(subject, Mapping) \
+            or not isinstance(subject.get("reference"), str):
+        return resource
+    if not _reference_names(subject, patient_id):
         return None
     copy = dict(resource)
     # One reference form, so the core links it to the Patient whatever form the server used.
@@ -85,16 +119,16 @@ def about_patient(resource: Mapping[str, Any], resource_type: str, patient_id: s
     return copy
 
 
-def _unique(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unique(found: list[Found]) -> list[Found]:
     seen: set[str] = set()
     kept = []
-    for resource in resources:
-        rid = resource.get("id")
+    for item in found:
+        rid = item.resource.get("id") if isinstance(item.resource, Mapping) else None
         if isinstance(rid, str):
             if rid in seen:
                 continue  # the same resource on two pages
             seen.add(rid)
-        kept.append(resource)
+        kept.append(item)
     return kept
 
 
@@ -141,8 +175,9 @@ class Gatherer:
                     gathered.patient = self._patient(key, gathered)
                 else:
                     found = self._search(key, resource_type, parameter, gathered)
-                    kept = [c for r in found
-                            if (c := about_patient(r, resource_type, self.patient_id))]
+                    kept = [Found(c, f.origin) for f in found
+                            if (c := about_patient(f.resource, resource_type,
+                                                   self.patient_id)) is not None]
                     gathered.ignored += len(found) - len(kept)
                     gathered.resources[key] = _unique(kept)
             except FhirError as error:
@@ -155,7 +190,7 @@ class Gatherer:
             log.info("CDS call: %d resources of another type or patient ignored", gathered.ignored)
         return gathered
 
-    def _patient(self, key: str, gathered: PrefetchedResources) -> dict[str, Any]:
+    def _patient(self, key: str, gathered: PrefetchedResources) -> Found:
         if key in self._prefetch:
             given = self._prefetch[key]
             if given is None:
@@ -164,16 +199,24 @@ class Gatherer:
                                          "screen")
             if isinstance(given, Mapping) and given.get("resourceType") == "Patient":
                 if given.get("id") in (None, self.patient_id):
-                    return {**given, "id": self.patient_id}
+                    return Found({**given, "id": self.patient_id}, "prefetch.patient")
                 log.warning("CDS prefetch 'patient' is another patient: fetched instead")
+                if not self._call.get("fhirServer"):
+                    raise PreconditionFailed(
+                        f"prefetch 'patient' is Patient/{str(given.get('id'))[:64]}, not the "
+                        f"context's patient Patient/{self.patient_id}, and the call has no "
+                        "fhirServer to read the right one from")
             elif not _is_outcome(given):
-                raise BadRequest("prefetch.patient must be a Patient, an OperationOutcome "
-                                 "or null")
+                shown = given.get("resourceType") if isinstance(given, Mapping) else None
+                raise BadRequest(
+                    "prefetch.patient must be a Patient, an OperationOutcome or null; got "
+                    + (f"a {shown}" if isinstance(shown, str) else type(given).__name__))
         gathered.fetched.append(key)
-        return self._fhir(key).read("Patient", self.patient_id)
+        return Found(self._fhir(key).read("Patient", self.patient_id), "Patient read from "
+                     "fhirServer")
 
     def _search(self, key: str, resource_type: str, parameter: str,
-                gathered: PrefetchedResources) -> list[dict[str, Any]]:
+                gathered: PrefetchedResources) -> list[Found]:
         if key in self._prefetch:
             given = self._prefetch[key]
             if given is None:
@@ -183,15 +226,25 @@ class Gatherer:
                 if entries is not None and not isinstance(entries, list):
                     raise BadRequest(f"prefetch.{key}.entry must be an array")
                 if next_link(given) is None:
-                    return [dict(e["resource"]) for e in entries or []
-                            if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+                    return [Found(e.get("resource") if isinstance(e, Mapping) else e,
+                                  f"prefetch.{key}.entry[{i}]"
+                                  + (".resource" if isinstance(e, Mapping) else ""))
+                            for i, e in enumerate(entries or [])
+                            if not (isinstance(e, Mapping) and e.get("resource") is None
+                                    and "request" in e)]
                 gathered.fetched.append(key)
-                return self._fhir(key).entries_from(given)
+                return [Found(r, f"{resource_type} search result {i + 1} from fhirServer "
+                                 f"(prefetch.{key} continued)")
+                        for i, r in enumerate(self._fhir(key).entries_from(given))]
             if not _is_outcome(given):
-                raise BadRequest(f"prefetch.{key} must be a searchset Bundle, an "
-                                 "OperationOutcome or null")
+                shown = given.get("resourceType") if isinstance(given, Mapping) else None
+                raise BadRequest(
+                    f"prefetch.{key} must be a searchset Bundle, an OperationOutcome or null; "
+                    "got " + (f"a {shown}" if isinstance(shown, str) else type(given).__name__))
         gathered.fetched.append(key)
-        return self._fhir(key).search(resource_type, {parameter: self.patient_id})
+        return [Found(r, f"{resource_type} search result {i + 1} from fhirServer")
+                for i, r in enumerate(self._fhir(key).search(resource_type,
+                                                             {parameter: self.patient_id}))]
 
 
 def gather(call: Mapping[str, Any], settings: Settings) -> PrefetchedResources:

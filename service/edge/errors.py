@@ -9,7 +9,8 @@
     ├── PreconditionFailed    412  CDS prefetch missing and the FHIR server could not supply it
     ├── PayloadTooLarge       413  body over IPEX_MAX_BODY_MB, entries over IPEX_MAX_ENTRIES
     ├── UnsupportedMedia      415  not application/fhir+json or application/json
-    ├── Unprocessable         422  valid FHIR but nothing to screen
+    ├── Unprocessable         422  valid FHIR but nothing to screen; with
+    │                              Prefer: handling=strict, every part not read
     └── ServiceUnavailable    503  the feedback store cannot be written; no runtime installed
 
 Answered without an ApiError:
@@ -35,10 +36,17 @@ class ApiError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, diagnostics: str, *, expression: str | None = None) -> None:
+    def __init__(
+        self,
+        diagnostics: str,
+        *,
+        expression: str | None = None,
+        issues: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression
+        self.issues = issues  # (expression, diagnostics) of each further issue
 
 
 class BadRequest(ApiError):
@@ -109,4 +117,9 @@ def operation_outcome(
 
 
 def outcome_for(error: ApiError) -> dict[str, Any]:
-    return operation_outcome(error.diagnostics, code=error.code, expression=error.expression)
+    outcome = operation_outcome(error.diagnostics, code=error.code,
+                                expression=error.expression)
+    for expression, diagnostics in error.issues:
+        outcome["issue"].append({"severity": "error", "code": error.code,
+                                 "diagnostics": diagnostics, "expression": [expression]})
+    return outcome

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidEntry, NotABundle, NothingToScreen, ScreeningError
+from .errors import NotABundle, NothingToScreen, ScreeningError
 from .evidence import Evidence
 from .record import read_bundle, unwrap_bundle
 from .result import ScreeningResult
@@ -20,7 +20,6 @@ from .screen import screen_record
 
 __all__ = [
     "Evidence",
-    "InvalidEntry",
     "NotABundle",
     "NothingToScreen",
     "RuleSet",
@@ -33,6 +32,7 @@ __all__ = [
     "screen_bundle",
     "screen_record",
     "table_rows",
+    "unwrap_bundle",
 ]
 
 
@@ -47,5 +47,5 @@ def screen_bundle(
     bundle = unwrap_bundle(body)
     return [
         screen_record(record, rules, as_of=as_of, order_code=order_code)
-        for record in read_bundle(bundle, rules, order_code=order_code)
+        for record in read_bundle(bundle, rules, as_of=as_of, order_code=order_code)
     ]

@@ -1,11 +1,13 @@
 """Errors the screening core raises, each a thing the caller got wrong.
 
     ScreeningError
-    ├── NotABundle          the body is not a FHIR Bundle (or Parameters holding one)
-    ├── InvalidEntry        an entry the rules read is not valid FHIR
-    └── NothingToScreen     valid FHIR, but no Patient to screen
+    ├── NotABundle          the request as a whole is not a FHIR Bundle (or Parameters
+    │                       holding one): not an object, not a Bundle, entry not a list
+    └── NothingToScreen     a Bundle, but no Patient to screen
 
-Adapters map them to HTTP: 400, 400 and 422 (FHIR: an OperationOutcome).
+A single unusable entry is never an error: it is read leniently and reported as
+not read (``facts.NotRead``). Adapters map these to HTTP 400 and 422 (FHIR: an
+OperationOutcome).
 """
 
 from __future__ import annotations
@@ -24,9 +26,5 @@ class NotABundle(ScreeningError):
     """The body is not a Bundle of an accepted type, nor Parameters holding one."""
 
 
-class InvalidEntry(ScreeningError):
-    """An entry that the rules read does not validate as FHIR R4."""
-
-
 class NothingToScreen(ScreeningError):
-    """The Bundle is valid but holds no Patient."""
+    """The Bundle holds no Patient."""

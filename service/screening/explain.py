@@ -65,6 +65,10 @@ def explain_result(result: ScreeningResult) -> dict[str, Any]:
         ],
         "foxp3Negative": _evidence(findings.foxp3_negative) if findings.foxp3_negative else None,
         "shown": [_evidence(e) for e in findings.shown],
+        "notRead": [
+            {"location": n.location, "reference": n.reference, "reason": n.reason}
+            for n in result.not_read
+        ],
         "notCounted": [
             {"reference": n.reference, "what": n.what, "reason": n.reason}
             for n in findings.not_counted

@@ -9,8 +9,7 @@ the two are put together in :mod:`.screen`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from .evidence import (
     ExplainedEvidence,
@@ -22,7 +21,7 @@ from .evidence import (
     make_evidence,
 )
 from .explanations import CauseFact, DiarrheaCourse, Span, explaining_cause
-from .record import Coding, ConditionFact, ObservationFact, OrderFact, PatientRecord
+from .facts import Coding, Concept, ConditionFact, ObservationFact, OrderFact, PatientRecord
 from .ruleset import Classification, EvidenceSource, RuleSet
 from .terminology import HGNC, LOINC, normalise_code
 
@@ -223,61 +222,42 @@ def _count_condition(
     findings.add(hit.category, evidence)
 
 
-def _values(concept: Any) -> Iterable[tuple[str, str, str]]:
-    """(system, code, display-or-text) of a CodeableConcept's codings and text."""
-    if not isinstance(concept, Mapping):
-        return
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, Mapping):
-            yield (str(coding.get("system", "")), str(coding.get("code", "")),
-                   str(coding.get("display", "")))
-    if isinstance(concept.get("text"), str):
-        yield "", "", concept["text"]
-
-
-def _has(concept: Any, rules: RuleSet, system: str, code: str) -> bool:
-    return any(
-        rules.aliases.canonical(s) == system and normalise_code(system, c) == code
-        for s, c, _ in _values(concept)
+def _has(concept: Concept | None, rules: RuleSet, system: str, code: str) -> bool:
+    return concept is not None and any(
+        rules.aliases.canonical(c.system) == system and normalise_code(system, c.code) == code
+        for c in concept.codings
     )
-
-
-def _parts(resource: Mapping[str, Any]) -> Iterable[tuple[Any, Any]]:
-    """(code, valueCodeableConcept) of the Observation itself and of each component."""
-    yield resource.get("code"), resource.get("valueCodeableConcept")
-    for component in resource.get("component") or []:
-        if isinstance(component, Mapping):
-            yield component.get("code"), component.get("valueCodeableConcept")
 
 
 def _foxp3_result(
     observation: ObservationFact, record: PatientRecord, rules: RuleSet, as_of: dt.date,
     findings: Findings,
 ) -> None:
-    resource = observation.resource
     sup = rules.suppression
-    if resource.get("status") in _IGNORED_OBSERVATION:
+    if observation.status in _IGNORED_OBSERVATION:
         return
     if observation.effective.date is not None and observation.effective.date > as_of:
         return
     gene_hgnc = normalise_code(HGNC, sup.gene_hgnc)
-    is_foxp3 = False
-    for code, value in _parts(resource):
-        if _has(code, rules, LOINC, sup.gene_studied_loinc) and (
-            _has(value, rules, HGNC, gene_hgnc)
-            or any(text.strip().upper() == "FOXP3" for _, _, text in _values(value))
-        ):
-            is_foxp3 = True
+    is_foxp3 = any(
+        _has(part.code, rules, LOINC, sup.gene_studied_loinc) and (
+            _has(part.value_concept, rules, HGNC, gene_hgnc)
+            or any(text.strip().upper() == "FOXP3"
+                   for text in (part.value_concept.texts() if part.value_concept else ()))
+        )
+        for part in observation.parts
+    )
     if not is_foxp3:
         return
     negative = any(
-        _has(code, rules, LOINC, sup.variant_assessment_loinc)
-        and any(c == sup.absent_answer for _, c, _ in _values(value))
-        for code, value in _parts(resource)
+        _has(part.code, rules, LOINC, sup.variant_assessment_loinc)
+        and part.value_concept is not None
+        and any(c.code == sup.absent_answer for c in part.value_concept.codings)
+        for part in observation.parts
     ) or any(
-        c in sup.negative_interpretations
-        for item in resource.get("interpretation") or []
-        for _, c, _ in _values(item)
+        c.code in sup.negative_interpretations
+        for concept in observation.interpretation
+        for c in concept.codings
     )
     when = observation.effective.date
     if negative:
@@ -310,9 +290,9 @@ def _foxp3_orders(
             continue
         if order.authored is not None and order.authored > as_of:
             continue
-        by_text = rules.names_ordered_test([order.text, *(c.display for c in order.codings)])
+        by_text = rules.names_ordered_test(order.code.texts())
         by_code = order_code is not None and any(
-            (c.system, c.code) == order_code for c in order.codings
+            (c.system, c.code) == order_code for c in order.code.codings
         )
         if by_text or by_code:
             findings.suppression.append(
@@ -339,6 +319,4 @@ def find(
     for observation in record.observations:
         _foxp3_result(observation, record, rules, as_of, findings)
     _foxp3_orders(record.orders, rules, as_of, order_code, findings)
-    for unread in record.unread:
-        findings.not_counted.append(NotCounted(unread.reference, "entry", unread.reason))
     return findings

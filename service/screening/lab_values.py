@@ -10,13 +10,12 @@ else the default limit of the lab rules, else it is not used.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from .dates import AgeLimit, InvalidDate, date_after, normalise_age_unit
+from .dates import AgeLimit, InvalidDate, date_after
+from .facts import Concept, ObservationFact, ObservationPart, Quantity, ReferenceRange
 from .lab_rules import LabDefinition, LabRules, Scale, Threshold
-from .record import ObservationFact
 from .terminology import SystemAliases
 from .units import UnitError
 
@@ -51,37 +50,14 @@ class LabContext:
     as_of: dt.date
 
 
-# --- reading values --------------------------------------------------------------
+# --- judging values --------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _quantity_unit(quantity: Mapping[str, Any]) -> str:
-    """The UCUM code when the Quantity gives one, else its human unit."""
-    code, unit, system = quantity.get("code"), quantity.get("unit"), quantity.get("system")
-    if isinstance(code, str) and code.strip() and system in (None, UCUM):
-        return code
-    if isinstance(unit, str):
-        return unit
-    return code if isinstance(code, str) else ""
-
-
-def codings(concept: Any) -> Iterator[tuple[str, str, str]]:
-    if not isinstance(concept, Mapping):
-        return
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, Mapping):
-            system, code = coding.get("system"), coding.get("code")
-            display = coding.get("display")
-            yield (
-                system if isinstance(system, str) else "",
-                code if isinstance(code, str) else "",
-                display if isinstance(display, str) else "",
-            )
+def _codes(concept: Concept | None) -> Iterator[tuple[str, str, str]]:
+    """(system, code, display) of a concept's codings."""
+    if concept is not None:
+        for c in concept.codings:
+            yield c.system, c.code, c.display or ""
 
 
 def _compare(threshold: Threshold, value: float, comparator: str | None) -> bool | None:
@@ -145,26 +121,20 @@ def _scales_text(lab: LabDefinition) -> str:
     return " or ".join(f"{s.unit} ({s.name})" for s in lab.scales)
 
 
-def _range_applies(
-    ref: Mapping[str, Any], ctx: LabContext, on: dt.date | None
-) -> bool | None:
+def _range_applies(ref: ReferenceRange, ctx: LabContext, on: dt.date | None) -> bool | None:
     """True when a referenceRange's age band holds the patient's age; None with no age."""
-    age = ref.get("age")
-    if not isinstance(age, Mapping):
+    if not ref.has_age:
         return None
     if ctx.birth is None or on is None:
         return False
     try:
-        for key, is_high in (("low", False), ("high", True)):
-            bound = age.get(key)
-            if not isinstance(bound, Mapping):
+        for bound, is_high in ((ref.age_low, False), (ref.age_high, True)):
+            if bound is None:
                 continue
-            number = _number(bound.get("value"))
-            unit = normalise_age_unit(bound.get("unit"), bound.get("code"))
-            if number is None or unit is None:
+            if bound.unit is None:
                 return False
             # An age range is inclusive in whole units: "0-5 months" holds 5 months 29 days.
-            limit = date_after(ctx.birth, number + (1 if is_high else 0), unit)
+            limit = date_after(ctx.birth, bound.value + (1 if is_high else 0), bound.unit)
             if (on >= limit) if is_high else (on < limit):
                 return False
     except (InvalidDate, OverflowError, ValueError):
@@ -172,51 +142,45 @@ def _range_applies(
     return True
 
 
-def _normal_range(ref: Mapping[str, Any]) -> bool:
-    kind = ref.get("type")
-    if kind is None:
+def _normal_range(ref: ReferenceRange) -> bool:
+    if ref.type is None:
         return True
-    return any(code in _NORMAL_RANGE_CODES for _, code, _ in codings(kind))
+    return any(code in _NORMAL_RANGE_CODES for _, code, _ in _codes(ref.type))
 
 
 def _range_bound(
-    ctx: LabContext, lab: LabDefinition, bound: Any, unit: str
+    ctx: LabContext, lab: LabDefinition, bound: Quantity | None, unit: str
 ) -> float | None:
     """A range limit in the value's own unit (converted when the range has another)."""
-    if not isinstance(bound, Mapping):
+    if bound is None:
         return None
-    number = _number(bound.get("value"))
-    if number is None:
-        return None
-    bound_unit = _quantity_unit(bound)
+    bound_unit = bound.unit_code
     if not bound_unit or not unit:
-        return number
+        return bound.value
     mine, theirs = ctx.rules.spell(lab, unit), ctx.rules.spell(lab, bound_unit)
     if mine == theirs:
-        return number
+        return bound.value
     try:
-        return number * ctx.rules.converter.factor(theirs, mine)
+        return bound.value * ctx.rules.converter.factor(theirs, mine)
     except UnitError:
         return None
 
 
 def _reference_range(
-    ctx: LabContext, lab: LabDefinition, part: Mapping[str, Any], on: dt.date | None
+    ctx: LabContext, lab: LabDefinition, part: ObservationPart, on: dt.date | None
 ) -> Iterator[tuple[float | None, float | None, str]]:
     """Usable (low, high, text) of the age-appropriate ranges, best first."""
-    ranges = [r for r in part.get("referenceRange") or [] if isinstance(r, Mapping)]
-    aged: list[Mapping[str, Any]] = []
-    plain: list[Mapping[str, Any]] = []
-    for ref in ranges:
+    aged: list[ReferenceRange] = []
+    plain: list[ReferenceRange] = []
+    for ref in part.reference_range:
         if _normal_range(ref):
             applies = _range_applies(ref, ctx, on)
             if applies is not False:
                 (aged if applies else plain).append(ref)
-    quantity = part.get("valueQuantity")
-    unit = _quantity_unit(quantity) if isinstance(quantity, Mapping) else ""
+    unit = part.value_quantity.unit_code if part.value_quantity is not None else ""
     for ref in (*aged, *plain):
-        low = _range_bound(ctx, lab, ref.get("low"), unit)
-        high = _range_bound(ctx, lab, ref.get("high"), unit)
+        low = _range_bound(ctx, lab, ref.low, unit)
+        high = _range_bound(ctx, lab, ref.high, unit)
         if low is None and high is None:
             continue
         shown = f"{low:g}" if low is not None else ""
@@ -225,11 +189,11 @@ def _reference_range(
 
 
 def _interpretation(
-    ctx: LabContext, lab: LabDefinition, part: Mapping[str, Any]
+    ctx: LabContext, lab: LabDefinition, part: ObservationPart
 ) -> tuple[bool | None, str]:
     table = ctx.rules.interpretations["below" if lab.direction == "below" else "above"]
-    for concept in part.get("interpretation") or []:
-        for system, code, _ in codings(concept):
+    for concept in part.interpretation:
+        for system, code, _ in _codes(concept):
             if system and system not in table.systems:
                 continue
             if code in table.positive:
@@ -239,21 +203,21 @@ def _interpretation(
     return None, ""
 
 
-def _coded_value(ctx: LabContext, part: Mapping[str, Any]) -> tuple[bool | None, str]:
+def _coded_value(ctx: LabContext, part: ObservationPart) -> tuple[bool | None, str]:
     coded = ctx.rules.coded_values
-    concept = part.get("valueCodeableConcept")
+    concept = part.value_concept
     texts: list[str] = []
-    for system, code, display in codings(concept):
+    for system, code, display in _codes(concept):
         key = (ctx.aliases.canonical(system), code)
         if key in coded.positive:
             return True, f"coded value {display or code}"
         if key in coded.negative:
             return False, f"coded value {display or code}"
         texts.append(display)
-    if isinstance(concept, Mapping) and isinstance(concept.get("text"), str):
-        texts.append(concept["text"])
-    if isinstance(part.get("valueString"), str):
-        texts.append(part["valueString"])
+    if concept is not None and concept.text:
+        texts.append(concept.text)
+    if part.value_string is not None:
+        texts.append(part.value_string)
     for text in texts:
         word = text.strip().lower()
         if word in coded.positive_text:
@@ -272,16 +236,14 @@ def _judge_quantity(
     lab: LabDefinition,
     code: str,
     observation: ObservationFact,
-    part: Mapping[str, Any],
-    quantity: Mapping[str, Any],
+    part: ObservationPart,
+    quantity: Quantity,
 ) -> LabResult:
-    value = _number(quantity.get("value"))
-    assert value is not None
-    unit = _quantity_unit(quantity)
-    comparator = quantity.get("comparator") if isinstance(quantity.get("comparator"), str) else None
-    human = quantity.get("unit")
-    text = _value_text(value, human if isinstance(human, str) and human.strip() else unit,
-                       comparator)
+    value = quantity.value
+    unit = quantity.unit_code
+    comparator = quantity.comparator
+    human = quantity.unit
+    text = _value_text(value, human if human and human.strip() else unit, comparator)
     on = observation.effective.date
     scaled = _to_scale(ctx, lab, unit)
     if scaled is not None:
@@ -319,8 +281,8 @@ def _judge_quantity(
                 return done(None, f"above the lab's reference range ({range_text})", "above")
             return done(None, f"within the lab's reference range ({range_text})")
         flags = ctx.rules.interpretations
-        for concept in part.get("interpretation") or []:
-            for _, interp, _ in codings(concept):
+        for concept in part.interpretation:
+            for _, interp, _ in _codes(concept):
                 if interp in flags["below"].positive:
                     return done(None, f"interpretation {interp}", "below")
                 if interp in flags["above"].positive:
@@ -373,7 +335,7 @@ def judge(
     lab: LabDefinition,
     code: str,
     observation: ObservationFact,
-    part: Mapping[str, Any],
+    part: ObservationPart,
 ) -> LabResult:
     def done(positive: bool | None, how: str, text: str = "") -> LabResult:
         return LabResult(lab, code, observation, text, positive, how)
@@ -386,20 +348,15 @@ def judge(
                 f"taken before the age of {_age_words(lab.counts_from_age)} (neonatal values: "
                 "the physiological surge or a congenital cause), not counted",
             )
-    quantity = part.get("valueQuantity")
-    if isinstance(quantity, Mapping) and _number(quantity.get("value")) is not None:
-        return _judge_quantity(ctx, lab, code, observation, part, quantity)
-    coded = "valueCodeableConcept" in part or isinstance(part.get("valueString"), str)
-    if coded:
+    if part.value_quantity is not None:
+        return _judge_quantity(ctx, lab, code, observation, part, part.value_quantity)
+    concept = part.value_concept
+    if concept is not None or part.value_string is not None:
         text = ""
-        for _, value_code, display in codings(part.get("valueCodeableConcept")):
+        for _, value_code, display in _codes(concept):
             text = display or value_code
             break
-        if isinstance(part.get("valueString"), str):
-            text = text or str(part["valueString"])
-        concept = part.get("valueCodeableConcept")
-        if not text and isinstance(concept, Mapping) and isinstance(concept.get("text"), str):
-            text = concept["text"]
+        text = text or part.value_string or (concept.text if concept is not None else "") or ""
         if lab.positivity == "fixed":
             return done(None, "a coded value cannot be compared with the ADA thresholds", text)
         if lab.positivity == "shown":
@@ -410,9 +367,13 @@ def judge(
         if verdict is None:
             return done(None, "a coded value that is neither positive nor negative", text)
         return done(verdict, how, text)
-    absent = part.get("dataAbsentReason")
     why = "no value"
-    for _, reason, display in codings(absent):
+    for _, reason, display in _codes(part.data_absent):
         why = f"no value (dataAbsentReason {display or reason})"
         break
-    return done(None, why)
+    if part.value_quantity is None and not part.interpretation:
+        return done(None, why)
+    verdict, how = _interpretation(ctx, lab, part)
+    if verdict is None:
+        return done(None, why)
+    return done(verdict, how)

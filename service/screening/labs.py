@@ -16,13 +16,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from .dates import describe_age
 from .evidence import Evidence, Findings, NotCounted, make_evidence
+from .facts import ObservationFact, ObservationPart, PatientRecord
 from .lab_rules import Combination, LabDefinition, LabRules
-from .lab_values import LabContext, LabResult, codings, judge
-from .record import PatientRecord
+from .lab_values import LabContext, LabResult, judge
 from .ruleset import Category, RuleSet
 from .terminology import LOINC
 
@@ -69,16 +68,14 @@ class LabReading:
 
 
 def _lab_parts(
-    resource: Mapping[str, Any], rules: RuleSet, lab_rules: LabRules
-) -> Iterator[tuple[LabDefinition, str, Mapping[str, Any]]]:
+    observation: ObservationFact, rules: RuleSet, lab_rules: LabRules
+) -> Iterator[tuple[LabDefinition, str, ObservationPart]]:
     """(lab, LOINC code, part holding the value) of the Observation and its components."""
-    parts: list[Mapping[str, Any]] = [resource]
-    parts.extend(c for c in resource.get("component") or [] if isinstance(c, Mapping))
-    for part in parts:
-        for system, code, _ in codings(part.get("code")):
-            lab = lab_rules.by_code.get(code)
-            if lab is not None and rules.aliases.canonical(system) == LOINC:
-                yield lab, code, part
+    for part in observation.parts:
+        for coding in part.code.codings:
+            lab = lab_rules.by_code.get(coding.code)
+            if lab is not None and rules.aliases.canonical(coding.system) == LOINC:
+                yield lab, coding.code, part
                 break
 
 
@@ -120,11 +117,10 @@ def _read_all(
 ) -> list[LabResult]:
     results = []
     for observation in record.observations:
-        resource = observation.resource
-        parts = list(_lab_parts(resource, rules, ctx.rules))
+        parts = list(_lab_parts(observation, rules, ctx.rules))
         if not parts:
             continue
-        status = resource.get("status")
+        status = observation.status
         on = observation.effective.date
         skip = None
         if status in _IGNORED_STATUS:

@@ -1,24 +1,39 @@
 """Read a FHIR Bundle into facts about each patient: the first step of screening.
 
-Only what the rules read is validated with ``fhir.resources`` (R4B, identical to R4
-for these resources): each Patient, and the Conditions, Observations and
-ServiceRequests whose codes the rules use. Everything else (Claims, Encounters,
-unknown resource types) is passed over unread, so a whole-record bundle costs
-little more than its JSON parse.
+One pass over the entries. Every Patient is read; every Condition, Observation and
+ServiceRequest whose codes the rules use is read into typed facts (the field readers
+are in :mod:`.fhir_fields`); everything else (Encounters, Claims) is passed over.
+Anything that is present, could have changed the result and cannot be used (an
+entry with no ``resourceType``, a code given as a plain string, a Condition that
+points at a patient not in the Bundle, an onset before birth) becomes a
+:class:`NotRead` with its location, on the record of the patient it belongs to, or
+on every patient's record when it cannot be placed. Only a request that is not a
+Bundle at all is refused (:class:`NotABundle`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from .dates import InvalidDate, date_after, normalise_age_unit, parse_fhir_date
-from .errors import InvalidEntry, NotABundle, NothingToScreen
-from .ruleset import RuleSet, Sex
+from . import fhir_fields as fields
+from .errors import NotABundle, NothingToScreen
+from .facts import (
+    Concept,
+    ConditionFact,
+    NotRead,
+    ObservationFact,
+    ObservationPart,
+    OrderFact,
+    PatientFacts,
+    PatientRecord,
+    Sex,
+)
+from .fhir_fields import Problems
+from .resource_types import RESOURCE_TYPES
+from .ruleset import RuleSet
 
 ACCEPTED_BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "document"})
 BIRTH_SEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
@@ -28,123 +43,13 @@ SEX_FOR_CLINICAL_USE_URLS = frozenset(
         "http://hl7.org/fhir/5.0/StructureDefinition/extension-Patient.sexParameterForClinicalUse",
     }
 )
-_EXCLUDED_CONDITION_STATUS = frozenset({"refuted", "entered-in-error"})
-
-
-@dataclass(frozen=True, slots=True)
-class Coding:
-    system: str
-    code: str
-    display: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PatientFacts:
-    """Who is screened: the reference the result names, birth date and sex at birth."""
-
-    reference: str
-    birth_date: dt.date | None
-    sex: Sex
-    sex_source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Onset:
-    """When a piece of evidence began, as far as the record says."""
-
-    date: dt.date | None
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionFact:
-    reference: str
-    codings: tuple[Coding, ...]
-    text: str | None
-    verification_status: str | None
-    clinical_status: str | None
-    onset: Onset
-    abatement: dt.date | None
-    resolved_without_date: bool
-
-    @property
-    def counts(self) -> bool:
-        """Refuted and entered-in-error Conditions never count; history does."""
-        return self.verification_status not in _EXCLUDED_CONDITION_STATUS
-
-
-@dataclass(frozen=True, slots=True)
-class ObservationFact:
-    """An Observation the rules read, kept whole for the lab and genetics rules."""
-
-    reference: str
-    resource: Mapping[str, Any]
-    effective: Onset
-
-
-@dataclass(frozen=True, slots=True)
-class OrderFact:
-    reference: str
-    status: str
-    codings: tuple[Coding, ...]
-    text: str | None
-    authored: dt.date | None
-
-
-@dataclass(frozen=True, slots=True)
-class Unread:
-    """An entry the record reader set aside, with why (for the debug view)."""
-
-    reference: str
-    reason: str
-
-
-@dataclass(slots=True)
-class PatientRecord:
-    patient: PatientFacts
-    conditions: list[ConditionFact] = field(default_factory=list)
-    observations: list[ObservationFact] = field(default_factory=list)
-    orders: list[OrderFact] = field(default_factory=list)
-    unread: list[Unread] = field(default_factory=list)
-
-
-def _models() -> dict[str, Any]:
-    # Imported lazily: the FHIR models take a moment to load and most callers
-    # (rule loading, the CLI's usage errors) never need them.
-    from fhir.resources.R4B.condition import Condition
-    from fhir.resources.R4B.observation import Observation
-    from fhir.resources.R4B.patient import Patient
-    from fhir.resources.R4B.servicerequest import ServiceRequest
-
-    return {
-        "Patient": Patient,
-        "Condition": Condition,
-        "Observation": Observation,
-        "ServiceRequest": ServiceRequest,
-    }
-
-
-_MODEL_CACHE: dict[str, Any] = {}
-
-
-def _validate(resource: Mapping[str, Any], where: str) -> None:
-    if not _MODEL_CACHE:
-        _MODEL_CACHE.update(_models())
-    model = _MODEL_CACHE[resource["resourceType"]]
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise InvalidEntry(
-            f"{where} is not a valid FHIR R4 {resource['resourceType']}: {problems}",
-            expression=where,
-        ) from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InvalidEntry(
-            f"{where} is not a valid FHIR R4 {resource['resourceType']}: {exc}", expression=where
-        ) from None
+_GENDERS: dict[str, Sex] = {"male": "male", "female": "female", "other": "unknown",
+                            "unknown": "unknown"}
+_BIRTH_SEX: dict[str, Sex] = {"M": "male", "F": "female", "UNK": "unknown",
+                              "ASKU": "unknown", "OTH": "unknown"}
+_CLINICAL_SEX: dict[str, Sex] = {"male-typical": "male", "female-typical": "female",
+                                 "specified-elsewhere": "unknown", "unknown": "unknown"}
+_READ_KINDS = frozenset({"Condition", "Observation", "ServiceRequest"})
 
 
 def unwrap_bundle(body: Any) -> Mapping[str, Any]:
@@ -159,10 +64,11 @@ def unwrap_bundle(body: Any) -> Mapping[str, Any]:
                 inner = parameter.get("resource")
                 if isinstance(inner, Mapping) and inner.get("resourceType") == "Bundle":
                     return _check_bundle(inner)
-                raise NotABundle("Parameters 'bundle' must hold a Bundle resource")
+                raise NotABundle("Parameters 'bundle' must hold a Bundle resource",
+                                 expression="Parameters.parameter.where(name='bundle')")
         raise NotABundle("Parameters has no parameter named 'bundle'")
     if kind != "Bundle":
-        shown = kind if isinstance(kind, str) else "no resourceType"
+        shown = f"a {kind}" if isinstance(kind, str) else "a JSON object with no resourceType"
         raise NotABundle(f"expected a Bundle or Parameters resource, got {shown}")
     return _check_bundle(body)
 
@@ -181,132 +87,6 @@ def _check_bundle(bundle: Mapping[str, Any]) -> Mapping[str, Any]:
     return bundle
 
 
-def _codings(concept: Any) -> tuple[tuple[Coding, ...], str | None]:
-    if not isinstance(concept, Mapping):
-        return (), None
-    found = []
-    for coding in concept.get("coding") or []:
-        if not isinstance(coding, Mapping):
-            continue
-        system, code = coding.get("system"), coding.get("code")
-        if isinstance(system, str) and isinstance(code, str) and code.strip():
-            display = coding.get("display")
-            found.append(Coding(system, code, display if isinstance(display, str) else None))
-    text = concept.get("text")
-    return tuple(found), text if isinstance(text, str) else None
-
-
-def _status_code(concept: Any) -> str | None:
-    codings, _ = _codings(concept)
-    return codings[0].code if codings else None
-
-
-def _date(value: Any, where: str) -> dt.date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_fhir_date(value)
-    except InvalidDate as exc:
-        raise InvalidEntry(f"{where}: {exc}", expression=where) from None
-
-
-def _age_date(age: Any, birth: dt.date | None, where: str) -> dt.date | None:
-    if not isinstance(age, Mapping) or birth is None:
-        return None
-    value = age.get("value")
-    unit = normalise_age_unit(age.get("unit"), age.get("code"))
-    if not isinstance(value, int | float) or unit is None or value < 0:
-        return None
-    try:
-        return date_after(birth, float(value), unit)
-    except (InvalidDate, OverflowError):
-        raise InvalidEntry(
-            f"{where}: age {value} {unit} is out of range", expression=where
-        ) from None
-
-
-def condition_onset(resource: Mapping[str, Any], birth: dt.date | None, where: str) -> Onset:
-    """Onset in every FHIR form, in the order the rules give (section 2)."""
-    if "onsetDateTime" in resource:
-        return Onset(_date(resource["onsetDateTime"], f"{where}.onsetDateTime"), "onsetDateTime")
-    if "onsetAge" in resource:
-        on = _age_date(resource["onsetAge"], birth, f"{where}.onsetAge")
-        if on is not None:
-            return Onset(on, "onsetAge")
-    period = resource.get("onsetPeriod")
-    if isinstance(period, Mapping) and "start" in period:
-        return Onset(_date(period["start"], f"{where}.onsetPeriod.start"), "onsetPeriod.start")
-    onset_range = resource.get("onsetRange")
-    if isinstance(onset_range, Mapping) and "low" in onset_range:
-        on = _age_date(onset_range["low"], birth, f"{where}.onsetRange.low")
-        if on is not None:
-            return Onset(on, "onsetRange.low")
-    if "recordedDate" in resource:
-        return Onset(_date(resource["recordedDate"], f"{where}.recordedDate"), "recordedDate")
-    return Onset(None, "none")
-
-
-def _abatement(
-    resource: Mapping[str, Any], birth: dt.date | None, where: str
-) -> tuple[dt.date | None, bool]:
-    """Return the abatement date (earliest day) and whether it resolved with no date."""
-    if "abatementDateTime" in resource:
-        return _date(resource["abatementDateTime"], f"{where}.abatementDateTime"), False
-    if "abatementAge" in resource:
-        on = _age_date(resource["abatementAge"], birth, f"{where}.abatementAge")
-        return on, on is None
-    period = resource.get("abatementPeriod")
-    if isinstance(period, Mapping):
-        start = period.get("start") or period.get("end")
-        on = _date(start, f"{where}.abatementPeriod")
-        return on, on is None
-    abatement_range = resource.get("abatementRange")
-    if isinstance(abatement_range, Mapping):
-        on = _age_date(abatement_range.get("low"), birth, f"{where}.abatementRange.low")
-        return on, on is None
-    if resource.get("abatementBoolean") is True or "abatementString" in resource:
-        return None, True
-    return None, False
-
-
-def observation_effective(resource: Mapping[str, Any], where: str) -> Onset:
-    """When an Observation was taken: effective[x], else issued."""
-    if "effectiveDateTime" in resource:
-        return Onset(_date(resource["effectiveDateTime"], f"{where}.effectiveDateTime"),
-                     "effectiveDateTime")
-    period = resource.get("effectivePeriod")
-    if isinstance(period, Mapping) and "start" in period:
-        return Onset(_date(period["start"], f"{where}.effectivePeriod.start"),
-                     "effectivePeriod.start")
-    if "effectiveInstant" in resource:
-        return Onset(_date(resource["effectiveInstant"], f"{where}.effectiveInstant"),
-                     "effectiveInstant")
-    if "issued" in resource:
-        return Onset(_date(resource["issued"], f"{where}.issued"), "issued")
-    return Onset(None, "none")
-
-
-def _sex(patient: Mapping[str, Any]) -> tuple[Sex, str]:
-    """Sex assigned at birth: US Core birth sex, then sex for clinical use, then gender."""
-    extensions = [e for e in patient.get("extension") or [] if isinstance(e, Mapping)]
-    for ext in extensions:
-        if ext.get("url") == BIRTH_SEX_URL:
-            code = ext.get("valueCode")
-            mapped: dict[Any, Sex] = {"M": "male", "F": "female"}
-            return mapped.get(code, "unknown"), "us-core-birthsex"
-    for ext in extensions:
-        if ext.get("url") in SEX_FOR_CLINICAL_USE_URLS:
-            for part in ext.get("extension") or []:
-                if isinstance(part, Mapping) and part.get("url") == "value":
-                    code = _status_code(part.get("valueCodeableConcept"))
-                    by_code: dict[Any, Sex] = {"male-typical": "male", "female-typical": "female"}
-                    return by_code.get(code, "unknown"), "sex-parameter-for-clinical-use"
-    gender = patient.get("gender")
-    if gender in ("male", "female"):
-        return gender, "gender"
-    return "unknown", "gender" if gender else "absent"
-
-
 class _References:
     """Resolve references between entries: relative ids, urn:uuid and absolute URLs."""
 
@@ -319,12 +99,7 @@ class _References:
         if rid:
             self._by_key[f"{resource_type}/{rid}"] = key
 
-    def resolve(self, reference: Any) -> str | None:
-        if not isinstance(reference, Mapping):
-            return None
-        ref = reference.get("reference")
-        if not isinstance(ref, str):
-            return None
+    def resolve(self, ref: str) -> str | None:
         if ref in self._by_key:
             return self._by_key[ref]
         parts = ref.rstrip("/").split("/")
@@ -348,139 +123,318 @@ def entry_reference(entry: Mapping[str, Any], resource: Mapping[str, Any], index
     return f"{resource['resourceType']}/#entry{index}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    index: int
+    resource: Mapping[str, Any]
+    kind: str
+    key: str
+    full_url: str | None
+
+    @property
+    def where(self) -> str:
+        return f"Bundle.entry[{self.index}].resource"
+
+
+def _sex(patient: Mapping[str, Any], where: str, problems: Problems) -> tuple[Sex, str]:
+    """Sex assigned at birth: US Core birth sex, then sex for clinical use, then gender."""
+    extensions = patient.get("extension")
+    listed = extensions if isinstance(extensions, list) else []
+    for i, ext in enumerate(listed):
+        if isinstance(ext, Mapping) and ext.get("url") == BIRTH_SEX_URL:
+            code = ext.get("valueCode")
+            if code not in _BIRTH_SEX:
+                problems.add(f"{where}.extension[{i}].valueCode",
+                             f"birth sex {code!r} is not M, F or UNK: sex taken as unknown")
+            return _BIRTH_SEX.get(code, "unknown") if isinstance(code, str) else "unknown", \
+                "us-core-birthsex"
+    for i, ext in enumerate(listed):
+        if isinstance(ext, Mapping) and ext.get("url") in SEX_FOR_CLINICAL_USE_URLS:
+            for j, part in enumerate(ext.get("extension") or []):
+                if isinstance(part, Mapping) and part.get("url") == "value":
+                    code = fields.status_code(
+                        part.get("valueCodeableConcept"),
+                        f"{where}.extension[{i}].extension[{j}].valueCodeableConcept", problems)
+                    return _CLINICAL_SEX.get(code or "", "unknown"), \
+                        "sex-parameter-for-clinical-use"
+    gender = patient.get("gender")
+    if gender is None:
+        return "unknown", "absent"
+    if not isinstance(gender, str) or gender not in _GENDERS:
+        problems.add(f"{where}.gender", f"{gender!r} is not a FHIR gender (male, female, "
+                                        "other, unknown): sex taken as unknown")
+        return "unknown", "gender"
+    return _GENDERS[gender], "gender"
+
+
+def _read_patient(entry: _Entry, as_of: dt.date, problems: Problems) -> PatientFacts:
+    resource, where = entry.resource, entry.where
+    if not isinstance(resource.get("id"), str) or not resource.get("id"):
+        problems.add(f"{where}.id", "the Patient has no id, so resources that refer to it as "
+                                    "Patient/<id> cannot be linked to it")
+    birth = fields.date(resource.get("birthDate"), f"{where}.birthDate", problems)
+    if birth is not None and birth > as_of:
+        problems.add(f"{where}.birthDate", f"birth date {birth.isoformat()} is after the "
+                                           f"screening date {as_of.isoformat()}: no age can be "
+                                           "computed")
+        birth = None
+    sex, source = _sex(resource, where, problems)
+    return PatientFacts(entry.key, birth, sex, source)
+
+
+def _code_is_read(kind: str, code: Concept | None, rules: RuleSet,
+                  order_code: tuple[str, str] | None) -> bool:
+    if code is None:
+        return False
+    if kind == "Condition":
+        return any(rules.reads_condition_code(c.system, c.code) for c in code.codings)
+    if kind == "Observation":
+        return any(rules.reads_observation_code(c.system, c.code) for c in code.codings)
+    if rules.names_ordered_test(code.texts()):
+        return True
+    return order_code is not None and any((c.system, c.code) == order_code
+                                          for c in code.codings)
+
+
+def _observation_parts(
+    entry: _Entry, code: Concept | None, rules: RuleSet, problems: Problems
+) -> tuple[ObservationPart, ...]:
+    """The one walker of components: the Observation and each component the rules read."""
+    resource, where = entry.resource, entry.where
+    parts = []
+    if _code_is_read("Observation", code, rules, None):
+        assert code is not None
+        parts.append(fields.observation_part(resource, code, where, problems))
+    components = resource.get("component")
+    if components is not None and not isinstance(components, list):
+        problems.add(f"{where}.component", "is not a list of components")
+        return tuple(parts)
+    for i, component in enumerate(components or ()):
+        at = f"{where}.component[{i}]"
+        if not isinstance(component, Mapping):
+            problems.add(at, "is not a component")
+            continue
+        part_code = fields.concept(component.get("code"), f"{at}.code", problems)
+        if _code_is_read("Observation", part_code, rules, None):
+            assert part_code is not None
+            parts.append(fields.observation_part(component, part_code, at, problems))
+    return tuple(parts)
+
+
+def _is_read(entry: _Entry, rules: RuleSet, order_code: tuple[str, str] | None,
+             problems: Problems) -> tuple[bool, Concept | None]:
+    """Whether the rules read this resource (its code, or a component's), and its code.
+
+    A resource whose code cannot be read at all could be anything: it counts as read,
+    so that the problem is reported rather than the entry passed over.
+    """
+    code = fields.concept(entry.resource.get("code"), f"{entry.where}.code", problems)
+    if _code_is_read(entry.kind, code, rules, order_code):
+        return True, code
+    if entry.kind == "Observation":
+        components = entry.resource.get("component")
+        if isinstance(components, list):
+            for component in components:
+                if not isinstance(component, Mapping):
+                    continue
+                part = fields.concept(component.get("code"), "", Problems())
+                if _code_is_read("Observation", part, rules, None):
+                    return True, code
+    if problems:
+        return True, code  # unreadable codes: report them
+    if code is None or not code.codings:
+        problems.add(f"{entry.where}.code",
+                     "has no coded value the rules can match"
+                     + (f" (text only: {code.text!r})" if code is not None and code.text else ""))
+        return True, code
+    return False, code
+
+
+def _before_birth(day: dt.date | None, birth: dt.date | None, where: str,
+                  problems: Problems) -> dt.date | None:
+    if day is not None and birth is not None and day < birth:
+        problems.add(where, f"{day.isoformat()} is before the birth date "
+                            f"{birth.isoformat()}: the date was not used")
+        return None
+    return day
+
+
+def _read_condition(entry: _Entry, code: Concept | None, birth: dt.date | None,
+                    problems: Problems) -> ConditionFact:
+    resource, where = entry.resource, entry.where
+    onset = fields.onset(resource, birth, where, problems)
+    if _before_birth(onset.date, birth, f"{where}.onset ({onset.source})", problems) is None \
+            and onset.date is not None:
+        onset = type(onset)(None, "none")
+    abated, without_date = fields.abatement(resource, birth, where, problems)
+    abated = _before_birth(abated, birth, f"{where}.abatement", problems)
+    concept = code or Concept()
+    return ConditionFact(
+        reference=entry.key,
+        codings=concept.codings,
+        text=concept.text,
+        verification_status=fields.status_code(resource.get("verificationStatus"),
+                                               f"{where}.verificationStatus", problems),
+        clinical_status=fields.status_code(resource.get("clinicalStatus"),
+                                           f"{where}.clinicalStatus", problems),
+        onset=onset,
+        abatement=abated,
+        resolved_without_date=without_date,
+    )
+
+
+def _read_observation(entry: _Entry, code: Concept | None, rules: RuleSet,
+                      birth: dt.date | None, problems: Problems) -> ObservationFact:
+    resource, where = entry.resource, entry.where
+    effective = fields.effective(resource, where, problems)
+    if _before_birth(effective.date, birth, f"{where}.effective", problems) is None \
+            and effective.date is not None:
+        effective = type(effective)(None, "none")
+    return ObservationFact(
+        reference=entry.key,
+        status=fields.string(resource.get("status"), f"{where}.status", problems),
+        effective=effective,
+        parts=_observation_parts(entry, code, rules, problems),
+        interpretation=fields.concepts(resource.get("interpretation"),
+                                       f"{where}.interpretation", problems),
+    )
+
+
+def _read_order(entry: _Entry, code: Concept | None, problems: Problems) -> OrderFact:
+    resource, where = entry.resource, entry.where
+    return OrderFact(
+        reference=entry.key,
+        status=fields.string(resource.get("status"), f"{where}.status", problems) or "unknown",
+        code=code or Concept(),
+        authored=fields.date(resource.get("authoredOn"), f"{where}.authoredOn", problems),
+    )
+
+
+def _not_read(problems: Problems, reference: str | None) -> list[NotRead]:
+    return [NotRead(where, reason, reference) for where, reason in problems]
+
+
+def _entries(entries: Sequence[Any], everyone: list[NotRead]) -> list[_Entry]:
+    """The entries holding a resource; what holds none (or an unusable one) is reported."""
+    found = []
+    for index, entry in enumerate(entries):
+        where = f"Bundle.entry[{index}]"
+        if not isinstance(entry, Mapping):
+            everyone.append(NotRead(where, f"the entry is {entry!r:.40}, not an object: "
+                                           "whatever it was meant to hold was not read"))
+            continue
+        resource = entry.get("resource")
+        if resource is None:
+            if "request" not in entry:  # a bare transaction request holds no data
+                everyone.append(NotRead(where, "the entry has no resource"))
+            continue
+        if not isinstance(resource, Mapping):
+            everyone.append(NotRead(f"{where}.resource",
+                                    f"is {resource!r:.40}, not a FHIR resource"))
+            continue
+        kind = resource.get("resourceType")
+        if not isinstance(kind, str) or kind not in RESOURCE_TYPES:
+            what = f"{kind!r} is not a FHIR resource type" if isinstance(kind, str) \
+                else "the resource has no resourceType"
+            everyone.append(NotRead(f"{where}.resource.resourceType",
+                                    f"{what}: the resource was not read"))
+            continue
+        if kind == "Bundle":
+            everyone.append(NotRead(f"{where}.resource", "a Bundle inside the Bundle is not "
+                                                         "read: send its entries directly"))
+            continue
+        full_url = entry.get("fullUrl")
+        found.append(_Entry(index, resource, kind, entry_reference(entry, resource, index),
+                            full_url if isinstance(full_url, str) else None))
+    return found
+
+
 def read_bundle(
     bundle: Mapping[str, Any],
     rules: RuleSet,
     *,
+    as_of: dt.date,
     order_code: tuple[str, str] | None = None,
 ) -> list[PatientRecord]:
     """Read every patient of a Bundle into a :class:`PatientRecord`, in entry order."""
-    entries = bundle.get("entry") or []
+    everyone: list[NotRead] = []
+    entries = _entries(bundle.get("entry") or [], everyone)
     refs = _References()
     patients: dict[str, PatientRecord] = {}
-    clinical: list[tuple[int, Mapping[str, Any], Mapping[str, Any], str]] = []
-
-    for index, entry in enumerate(entries):
-        where = f"Bundle.entry[{index}]"
-        if not isinstance(entry, Mapping):
-            raise NotABundle(f"{where} must be an object", expression=where)
-        resource = entry.get("resource")
-        if not isinstance(resource, Mapping):
-            continue  # a transaction entry may be a bare request; nothing to read
-        kind = resource.get("resourceType")
-        if not isinstance(kind, str):
-            continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        rid = resource.get("id") if isinstance(resource.get("id"), str) else None
-        key = entry_reference(entry, resource, index)
-        refs.add(key, full_url, kind, rid)
-        if kind == "Patient":
-            _validate(resource, f"{where}.resource")
-            birth = _date(resource.get("birthDate"), f"{where}.resource.birthDate")
-            sex, source = _sex(resource)
-            patients[key] = PatientRecord(PatientFacts(key, birth, sex, source))
-        elif kind in ("Condition", "Observation", "ServiceRequest"):
-            clinical.append((index, entry, resource, key))
+    for entry in entries:
+        rid = entry.resource.get("id")
+        refs.add(entry.key, entry.full_url, entry.kind, rid if isinstance(rid, str) else None)
+        if entry.kind == "Patient":
+            problems = Problems()
+            facts = _read_patient(entry, as_of, problems)
+            patients[entry.key] = PatientRecord(facts, not_read=_not_read(problems, entry.key))
 
     if not patients:
-        raise NothingToScreen("the Bundle holds no Patient resource to screen")
+        unread = f" ({len(everyone)} entries could not be read: {everyone[0].describe()})" \
+            if everyone else ""
+        raise NothingToScreen(f"the Bundle holds no Patient resource to screen{unread}")
     only_patient = next(iter(patients.values())) if len(patients) == 1 else None
 
-    for index, _entry, resource, key in clinical:
-        where = f"Bundle.entry[{index}].resource"
-        kind = resource["resourceType"]
-        if not _is_read(kind, resource, rules, order_code):
+    for entry in entries:
+        if entry.kind not in _READ_KINDS:
             continue
-        _validate(resource, where)
-        subject = resource.get("subject")
-        owner_key = refs.resolve(subject)
-        record = patients.get(owner_key) if owner_key else None
+        problems = Problems()
+        read, code = _is_read(entry, rules, order_code, problems)
+        if not read:
+            continue
+        record = _owner(entry, refs, patients, only_patient, everyone)
         if record is None:
-            if subject is None and only_patient is not None:
-                record = only_patient  # a subject-less Observation in a one-patient record
-            else:
-                for other in patients.values():
-                    other.unread.append(Unread(key, "its subject is not a Patient in this Bundle"))
-                continue
+            continue
         birth = record.patient.birth_date
-        if kind == "Condition":
-            codings, text = _codings(resource.get("code"))
-            abatement, resolved_without_date = _abatement(resource, birth, where)
-            record.conditions.append(
-                ConditionFact(
-                    reference=key,
-                    codings=codings,
-                    text=text,
-                    verification_status=_status_code(resource.get("verificationStatus")),
-                    clinical_status=_status_code(resource.get("clinicalStatus")),
-                    onset=condition_onset(resource, birth, where),
-                    abatement=abatement,
-                    resolved_without_date=resolved_without_date,
-                )
-            )
-        elif kind == "Observation":
-            record.observations.append(
-                ObservationFact(key, resource, observation_effective(resource, where))
-            )
+        if entry.kind == "Condition":
+            record.conditions.append(_read_condition(entry, code, birth, problems))
+        elif entry.kind == "Observation":
+            record.observations.append(_read_observation(entry, code, rules, birth, problems))
         else:
-            codings, text = _codings(resource.get("code"))
-            record.orders.append(
-                OrderFact(
-                    reference=key,
-                    status=str(resource.get("status")),
-                    codings=codings,
-                    text=text,
-                    authored=_date(resource.get("authoredOn"), f"{where}.authoredOn"),
-                )
-            )
+            record.orders.append(_read_order(entry, code, problems))
+        record.not_read.extend(_not_read(problems, entry.key))
+
+    for record in patients.values():
+        record.not_read.extend(everyone)
     return list(patients.values())
 
 
-def _raw_codings(concept: Any) -> Iterable[tuple[str, str]]:
-    # Called before validation: any JSON may stand where a list of codings belongs.
-    codings = concept.get("coding") if isinstance(concept, Mapping) else None
-    if isinstance(codings, list):
-        for coding in codings:
-            if isinstance(coding, Mapping):
-                system, code = coding.get("system"), coding.get("code")
-                if isinstance(system, str) and isinstance(code, str):
-                    yield system, code
+def _owner(
+    entry: _Entry,
+    refs: _References,
+    patients: Mapping[str, PatientRecord],
+    only_patient: PatientRecord | None,
+    everyone: list[NotRead],
+) -> PatientRecord | None:
+    """The patient a clinical resource belongs to; what cannot be placed is reported."""
+    where = f"{entry.where}.subject"
+    subject = entry.resource.get("subject")
+    if subject is None:
+        if only_patient is not None:
+            return only_patient  # a subject-less resource in a one-patient record
+        everyone.append(NotRead(where, "has no subject, and the Bundle holds several "
+                                       "patients: it was not read", entry.key))
+        return None
+    ref = subject.get("reference") if isinstance(subject, Mapping) else None
+    if not isinstance(ref, str):
+        shown = f"is {subject!r:.40}" if not isinstance(subject, Mapping) else "has no reference"
+        everyone.append(NotRead(where, f"{shown}, not a Reference to a Patient: it was not "
+                                       "read", entry.key))
+        return None
+    owner = refs.resolve(ref)
+    record = patients.get(owner) if owner else None
+    if record is None:
+        everyone.append(NotRead(where, f"points at {ref}, which is not a Patient in this "
+                                       "Bundle: it was not read", entry.key))
+    return record
 
 
-def order_names_workup(resource: Mapping[str, Any], rules: RuleSet) -> bool:
-    """A ServiceRequest whose code text or a coding's display names FOXP3 or IPEX."""
-    concept = resource.get("code")
-    if not isinstance(concept, Mapping):
-        return False
-    codings = concept.get("coding")
-    return rules.names_ordered_test(
-        [concept.get("text")]
-        + [c.get("display") for c in (codings if isinstance(codings, list) else [])
-           if isinstance(c, Mapping)]
-    )
-
-
-def _is_read(
-    kind: str, resource: Mapping[str, Any], rules: RuleSet, order_code: tuple[str, str] | None
-) -> bool:
-    """The code filter: only resources whose codes the rules use are validated and read."""
-    if kind == "Condition":
-        return any(
-            rules.reads_condition_code(system, code)
-            for system, code in _raw_codings(resource.get("code"))
-        )
-    if kind == "Observation":
-        if any(rules.reads_observation_code(s, c) for s, c in _raw_codings(resource.get("code"))):
-            return True
-        components = resource.get("component")
-        return isinstance(components, list) and any(
-            rules.reads_observation_code(s, c)
-            for part in components
-            if isinstance(part, Mapping)
-            for s, c in _raw_codings(part.get("code"))
-        )
-    if order_names_workup(resource, rules):
-        return True
-    return order_code is not None and any(
-        (system, code) == order_code for system, code in _raw_codings(resource.get("code"))
-    )
+def entries_read(
+    bundle: Mapping[str, Any], rules: RuleSet, *, order_code: tuple[str, str] | None = None
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(location, resource) of every Patient and every resource the rules read."""
+    for entry in _entries(bundle.get("entry") or [], []):
+        if entry.kind == "Patient" or (
+            entry.kind in _READ_KINDS and _is_read(entry, rules, order_code, Problems())[0]
+        ):
+            yield entry.where, entry.resource

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .evidence import Findings
-from .record import PatientFacts
+from .facts import NotRead, PatientFacts
 from .ruleset import Recommendation, RuleSet, TierRow
 from .tiers import TierDecision
 
@@ -20,6 +22,7 @@ class ScreeningResult:
     recommendation: Recommendation | None
     rules_version: str
     counted_supporting: frozenset[str] = frozenset()
+    not_read: tuple[NotRead, ...] = ()
 
     @property
     def tier(self) -> str:
@@ -38,6 +41,13 @@ class ScreeningResult:
     @property
     def basis(self) -> list[str]:
         return self.findings.contributing_references(counted_supporting=self.counted_supporting)
+
+    def with_locations(self, relocate: Callable[[str], str]) -> ScreeningResult:
+        """The same result with each not-read location rewritten (an adapter names the
+        place in the caller's terms: a CDS prefetch key rather than a Bundle entry)."""
+        moved = tuple(dataclasses.replace(n, location=relocate(n.location))
+                      for n in self.not_read)
+        return dataclasses.replace(self, not_read=moved)
 
     @property
     def mitigation(self) -> str | None:

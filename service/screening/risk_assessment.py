@@ -77,9 +77,29 @@ def rationale(result: ScreeningResult) -> str:
     return "\n".join(lines)
 
 
+SHOWN_NOT_READ = 3
+
+
+def not_read_text(result: ScreeningResult) -> str | None:
+    """One sentence on what could have changed the result but was not read, or None."""
+    missing = result.not_read
+    if not missing:
+        return None
+    count = len(missing)
+    listed = "; ".join(n.describe() for n in missing[:SHOWN_NOT_READ])
+    more = f"; and {count - SHOWN_NOT_READ} more" if count > SHOWN_NOT_READ else ""
+    return (f"{count} {'thing' if count == 1 else 'things'} in the record could have changed "
+            f"this result but {'was' if count == 1 else 'were'} not read: {listed}{more}. "
+            "Correct the record and screen again (Prefer: handling=strict refuses such a "
+            "record instead).")
+
+
 def notes(result: ScreeningResult) -> list[str]:
-    """What a clinician must know beside the rationale: suppression, sex, missing data."""
+    """What a clinician must know beside the rationale: data quality, suppression, sex."""
     found = []
+    unread = not_read_text(result)
+    if unread:
+        found.append(unread)
     findings = result.findings
     for suppression in findings.suppression:
         found.append(f"No test recommended: {suppression.reason}.")
@@ -91,7 +111,7 @@ def notes(result: ScreeningResult) -> list[str]:
         )
     if result.patient.birth_date is None:
         found.append(
-            "The Patient has no birthDate, so no age at onset can be computed and no "
+            "The Patient has no usable birthDate, so no age at onset can be computed and no "
             "tier above low can be reached: record the birth date and screen again."
         )
     recommendation = result.recommendation
@@ -99,7 +119,7 @@ def notes(result: ScreeningResult) -> list[str]:
             and result.patient.sex != "male"):
         found.append(
             "IPEX is X-linked; sex assigned at birth is "
-            f"{'female' if result.patient.sex == 'female' else 'not recorded'}, "
+            f"{'female' if result.patient.sex == 'female' else 'not known'}, "
             "so an IPEX-like gene panel is recommended."
         )
     return found

@@ -16,9 +16,9 @@ import datetime as dt
 import itertools
 
 from .evidence import Findings
+from .facts import PatientRecord
 from .findings import find
 from .labs import LabReading, read_labs
-from .record import PatientRecord
 from .result import ScreeningResult, recommend
 from .ruleset import RuleSet
 from .tiers import TierDecision, decide_tier, supporting_counted
@@ -69,4 +69,5 @@ def screen_record(
         counted_supporting=frozenset(
             f.category.id for f in supporting_counted(findings, rules, birth)
         ),
+        not_read=tuple(record.not_read),
     )

@@ -9,9 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from .edge.errors import BadRequest, NotFound, Unprocessable, from_screening
-from .edge.fhir_json import json_response, read_json
+from .edge.fhir_json import json_response, paused_gc, read_json
 from .edge.running import runtime
 from .observability.metrics import record_screenings
+from .runtime import Runtime
 from .screening import ScreeningError
 from .security.guard import require_api_caller
 
@@ -48,6 +49,11 @@ def ipex_screen() -> Response:
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
                      max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries)
     as_of = _as_of(body)
+    with paused_gc():
+        return _screened(rt, body, as_of)
+
+
+def _screened(rt: Runtime, body: Any, as_of: dt.date | None) -> Response:
     try:
         if _strict():
             problems = rt.strict_problems(body, as_of=as_of)

@@ -11,6 +11,7 @@ import calendar
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
@@ -97,6 +98,7 @@ def normalise_age_unit(unit: str | None, code: str | None) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65_536)  # every row's limit for every patient: the same few dates
 def date_after(start: dt.date, value: float, unit: str) -> dt.date:
     """Return ``start`` plus an age quantity (calendar months and years)."""
     if unit not in _AGE_UNITS:

@@ -10,9 +10,10 @@ errs towards a second look, not towards silence).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ruleset import EvidenceSource, ExplainingCause, WindowBound
 
@@ -59,28 +60,76 @@ def _shifted(span: Span, bound: WindowBound) -> Span:
 
 def within_window(cause: CauseFact, course: DiarrheaCourse) -> bool:
     """True when the cause's onset is shown inside its window (bounds inclusive)."""
-    window = cause.cause
-    if window.start is not None:
-        lowest = _shifted(course.anchor(window.start), window.start)
+    lowest, highest = _limits(cause.cause, course)
+    if lowest is not None and (cause.onset_span.earliest is None
+                               or cause.onset_span.earliest < lowest):
+        return False
+    return highest is None or cause.onset_span.latest <= highest
+
+
+_NEVER = dt.date.min  # an upper limit nothing can meet
+
+
+def _limits(
+    cause: ExplainingCause, course: DiarrheaCourse
+) -> tuple[dt.date | None, dt.date | None]:
+    """(lowest, highest) onset every possible date of the course allows; None: no limit."""
+    lowest = highest = None
+    if cause.start is not None:
         # Every possible onset must be on or after every possible lower edge.
-        if cause.onset_span.earliest is None or cause.onset_span.earliest < lowest.latest:
-            return False
-    if window.end is not None:
-        highest = _shifted(course.anchor(window.end), window.end)
-        if highest.earliest is None or cause.onset_span.latest > highest.earliest:
-            return False
-    return True
+        lowest = _shifted(course.anchor(cause.start), cause.start).latest
+    if cause.end is not None:
+        edge = _shifted(course.anchor(cause.end), cause.end).earliest
+        highest = edge if edge is not None else _NEVER
+    return lowest, highest
+
+
+def _key(fact: CauseFact) -> tuple[dt.date, str, str]:
+    return (fact.onset_span.latest, fact.reference, fact.cause.id)
+
+
+@dataclass(slots=True)
+class CauseIndex:
+    """A record's explaining causes by kind, dated ones sorted by onset: finding the
+    earliest cause inside a window is a binary search, not a scan (linear time)."""
+
+    dated: dict[str, tuple[list[dt.date], list[CauseFact]]] = field(default_factory=dict)
+    undated: dict[str, CauseFact] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, causes: Iterable[CauseFact]) -> CauseIndex:
+        index = cls()
+        by_kind: dict[str, list[CauseFact]] = {}
+        for fact in causes:
+            if fact.onset is None:
+                known = index.undated.get(fact.cause.id)
+                if known is None or _key(fact) < _key(known):
+                    index.undated[fact.cause.id] = fact
+            else:
+                by_kind.setdefault(fact.cause.id, []).append(fact)
+        for kind, facts in by_kind.items():
+            facts.sort(key=_key)
+            index.dated[kind] = ([f.onset_span.latest for f in facts], facts)
+        return index
+
+    def earliest_within(self, cause: ExplainingCause, course: DiarrheaCourse
+                        ) -> CauseFact | None:
+        lowest, highest = _limits(cause, course)
+        found: list[CauseFact] = []
+        dates, facts = self.dated.get(cause.id, ([], []))
+        at = bisect.bisect_left(dates, lowest) if lowest is not None else 0
+        if at < len(dates) and (highest is None or dates[at] <= highest):
+            found.append(facts[at])
+        undated = self.undated.get(cause.id)
+        if undated is not None and within_window(undated, course):
+            found.append(undated)
+        return min(found, key=_key) if found else None
 
 
 def explaining_cause(
-    source: EvidenceSource, course: DiarrheaCourse, causes: Iterable[CauseFact]
+    source: EvidenceSource, course: DiarrheaCourse, causes: CauseIndex
 ) -> CauseFact | None:
     """The earliest cause of the record that explains this code, if any."""
-    allowed = {cause.id for cause in source.explained_by}
-    if not allowed:
-        return None
-    candidates = sorted(
-        (c for c in causes if c.cause.id in allowed),
-        key=lambda c: (c.onset_span.latest, c.reference, c.cause.id),
-    )
-    return next((c for c in candidates if within_window(c, course)), None)
+    found = [hit for cause in source.explained_by
+             if (hit := causes.earliest_within(cause, course)) is not None]
+    return min(found, key=_key) if found else None

@@ -50,7 +50,7 @@ def concept(value: Any, where: str, problems: Problems) -> Concept | None:
     """A CodeableConcept; None when absent or not an object (reported)."""
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         problems.add(where, f"is {_shown(value)}, not a CodeableConcept")
         return None
     codings: list[Coding] = []
@@ -60,7 +60,7 @@ def concept(value: Any, where: str, problems: Problems) -> Concept | None:
         raw = None
     for i, item in enumerate(raw or ()):
         at = f"{where}.coding[{i}]"
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             problems.add(at, f"is {_shown(item)}, not a Coding")
             continue
         system, code, display = item.get("system"), item.get("code"), item.get("display")
@@ -104,7 +104,7 @@ def status_code(value: Any, where: str, problems: Problems) -> str | None:
 def quantity(value: Any, where: str, problems: Problems) -> Quantity | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         problems.add(where, f"is {_shown(value)}, not a Quantity")
         return None
     amount = number(value.get("value"))
@@ -139,7 +139,7 @@ def age_date(value: Any, birth: dt.date | None, where: str, problems: Problems) 
     """The day a FHIR Age (or Range bound) falls on, counted from birth."""
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         problems.add(where, f"is {_shown(value)}, not an Age")
         return None
     amount = number(value.get("value"))
@@ -172,14 +172,14 @@ def onset(resource: Mapping[str, Any], birth: dt.date | None, where: str,
         if day is not None:
             return Onset(day, "onsetAge")
     period = resource.get("onsetPeriod")
-    if isinstance(period, Mapping) and "start" in period:
+    if isinstance(period, dict) and "start" in period:
         day = date(period["start"], f"{where}.onsetPeriod.start", problems)
         if day is not None:
             return Onset(day, "onsetPeriod.start")
-    elif period is not None and not isinstance(period, Mapping):
+    elif period is not None and not isinstance(period, dict):
         problems.add(f"{where}.onsetPeriod", f"is {_shown(period)}, not a Period")
     onset_range = resource.get("onsetRange")
-    if isinstance(onset_range, Mapping) and "low" in onset_range:
+    if isinstance(onset_range, dict) and "low" in onset_range:
         day = age_date(onset_range["low"], birth, f"{where}.onsetRange.low", problems)
         if day is not None:
             return Onset(day, "onsetRange.low")
@@ -200,12 +200,12 @@ def abatement(resource: Mapping[str, Any], birth: dt.date | None, where: str,
         day = age_date(resource["abatementAge"], birth, f"{where}.abatementAge", problems)
         return day, day is None
     period = resource.get("abatementPeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         start = period.get("start") if "start" in period else period.get("end")
         day = date(start, f"{where}.abatementPeriod", problems)
         return day, day is None
     abatement_range = resource.get("abatementRange")
-    if isinstance(abatement_range, Mapping):
+    if isinstance(abatement_range, dict):
         day = age_date(abatement_range.get("low"), birth, f"{where}.abatementRange.low",
                        problems)
         return day, day is None
@@ -223,7 +223,7 @@ def effective(resource: Mapping[str, Any], where: str, problems: Problems) -> On
             if day is not None:
                 return Onset(day, source)
     period = resource.get("effectivePeriod")
-    if isinstance(period, Mapping) and "start" in period:
+    if isinstance(period, dict) and "start" in period:
         day = date(period["start"], f"{where}.effectivePeriod.start", problems)
         if day is not None:
             return Onset(day, "effectivePeriod.start")
@@ -235,7 +235,7 @@ def effective(resource: Mapping[str, Any], where: str, problems: Problems) -> On
 
 
 def _age_bound(value: Any) -> AgeBound | None:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     amount = number(value.get("value"))
     if amount is None:
@@ -252,7 +252,7 @@ def reference_ranges(value: Any, where: str, problems: Problems) -> tuple[Refere
     ranges = []
     for i, item in enumerate(value):
         at = f"{where}[{i}]"
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             problems.add(at, f"is {_shown(item)}, not a reference range")
             continue
         age = item.get("age")
@@ -260,9 +260,9 @@ def reference_ranges(value: Any, where: str, problems: Problems) -> tuple[Refere
             low=quantity(item.get("low"), f"{at}.low", problems),
             high=quantity(item.get("high"), f"{at}.high", problems),
             type=concept(item.get("type"), f"{at}.type", problems),
-            age_low=_age_bound(age.get("low")) if isinstance(age, Mapping) else None,
-            age_high=_age_bound(age.get("high")) if isinstance(age, Mapping) else None,
-            has_age=isinstance(age, Mapping),
+            age_low=_age_bound(age.get("low")) if isinstance(age, dict) else None,
+            age_high=_age_bound(age.get("high")) if isinstance(age, dict) else None,
+            has_age=isinstance(age, dict),
         ))
     return tuple(ranges)
 

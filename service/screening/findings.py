@@ -20,7 +20,7 @@ from .evidence import (
     code_label,
     make_evidence,
 )
-from .explanations import CauseFact, DiarrheaCourse, Span, explaining_cause
+from .explanations import CauseFact, CauseIndex, DiarrheaCourse, Span, explaining_cause
 from .facts import Coding, Concept, ConditionFact, ObservationFact, OrderFact, PatientRecord
 from .ruleset import Classification, EvidenceSource, RuleSet
 from .terminology import HGNC, LOINC, normalise_code
@@ -150,7 +150,7 @@ def _condition_findings(
             )
         else:
             current.append(condition)
-    causes = _causes(current, rules, birth, as_of, findings)
+    causes = CauseIndex.of(_causes(current, rules, birth, as_of, findings))
 
     for condition in current:
         for coding in condition.codings:
@@ -190,7 +190,7 @@ def _condition_findings(
 
 def _count_condition(
     condition: ConditionFact, coding: Coding, hit: Classification, rules: RuleSet,
-    birth: dt.date | None, as_of: dt.date, causes: list[CauseFact], findings: Findings,
+    birth: dt.date | None, as_of: dt.date, causes: CauseIndex, findings: Findings,
 ) -> None:
     shown = _shown_coding(coding, rules)
     listed = hit.source.value_set.displays.get((shown.system, shown.code))

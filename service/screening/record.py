@@ -54,15 +54,15 @@ _READ_KINDS = frozenset({"Condition", "Observation", "ServiceRequest"})
 
 def unwrap_bundle(body: Any) -> Mapping[str, Any]:
     """Return the Bundle a request carries: the body itself, or Parameters.bundle."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise NotABundle("the body must be a FHIR Bundle or Parameters resource (a JSON object)")
     kind = body.get("resourceType")
     if kind == "Parameters":
         parameters = body.get("parameter")
         for parameter in parameters if isinstance(parameters, list) else []:
-            if isinstance(parameter, Mapping) and parameter.get("name") == "bundle":
+            if isinstance(parameter, dict) and parameter.get("name") == "bundle":
                 inner = parameter.get("resource")
-                if isinstance(inner, Mapping) and inner.get("resourceType") == "Bundle":
+                if isinstance(inner, dict) and inner.get("resourceType") == "Bundle":
                     return _check_bundle(inner)
                 raise NotABundle("Parameters 'bundle' must hold a Bundle resource",
                                  expression="Parameters.parameter.where(name='bundle')")
@@ -141,7 +141,7 @@ def _sex(patient: Mapping[str, Any], where: str, problems: Problems) -> tuple[Se
     extensions = patient.get("extension")
     listed = extensions if isinstance(extensions, list) else []
     for i, ext in enumerate(listed):
-        if isinstance(ext, Mapping) and ext.get("url") == BIRTH_SEX_URL:
+        if isinstance(ext, dict) and ext.get("url") == BIRTH_SEX_URL:
             code = ext.get("valueCode")
             if code not in _BIRTH_SEX:
                 problems.add(f"{where}.extension[{i}].valueCode",
@@ -149,9 +149,9 @@ def _sex(patient: Mapping[str, Any], where: str, problems: Problems) -> tuple[Se
             return _BIRTH_SEX.get(code, "unknown") if isinstance(code, str) else "unknown", \
                 "us-core-birthsex"
     for i, ext in enumerate(listed):
-        if isinstance(ext, Mapping) and ext.get("url") in SEX_FOR_CLINICAL_USE_URLS:
+        if isinstance(ext, dict) and ext.get("url") in SEX_FOR_CLINICAL_USE_URLS:
             for j, part in enumerate(ext.get("extension") or []):
-                if isinstance(part, Mapping) and part.get("url") == "value":
+                if isinstance(part, dict) and part.get("url") == "value":
                     code = fields.status_code(
                         part.get("valueCodeableConcept"),
                         f"{where}.extension[{i}].extension[{j}].valueCodeableConcept", problems)
@@ -209,15 +209,26 @@ def _observation_parts(
     if components is not None and not isinstance(components, list):
         problems.add(f"{where}.component", "is not a list of components")
         return tuple(parts)
+    text_only: list[str] = []
     for i, component in enumerate(components or ()):
-        at = f"{where}.component[{i}]"
-        if not isinstance(component, Mapping):
-            problems.add(at, "is not a component")
+        if not isinstance(component, dict):
+            problems.add(f"{where}.component[{i}]", "is not a component")
             continue
-        part_code = fields.concept(component.get("code"), f"{at}.code", problems)
+        raw = component.get("code")
+        if type(raw) is dict and not raw.get("coding"):
+            # A text-only code: nothing the rules can match; said once per Observation.
+            text_only.append(str(raw.get("text"))[:40])
+            continue
+        at = f"{where}.component[{i}]"
+        part_code = fields.concept(raw, f"{at}.code", problems)
         if _code_is_read("Observation", part_code, rules, None):
             assert part_code is not None
             parts.append(fields.observation_part(component, part_code, at, problems))
+    if text_only:
+        shown = ", ".join(repr(text) for text in text_only[:3])
+        problems.add(f"{where}.component", f"{len(text_only)} component"
+                     f"{'s have' if len(text_only) > 1 else ' has'} only a text code "
+                     f"({shown}{', ...' if len(text_only) > 3 else ''}): not read")
     return tuple(parts)
 
 
@@ -235,9 +246,10 @@ def _is_read(entry: _Entry, rules: RuleSet, order_code: tuple[str, str] | None,
         components = entry.resource.get("component")
         if isinstance(components, list):
             for component in components:
-                if not isinstance(component, Mapping):
+                raw = component.get("code") if isinstance(component, dict) else None
+                if type(raw) is not dict or not raw.get("coding"):
                     continue
-                part = fields.concept(component.get("code"), "", Problems())
+                part = fields.concept(raw, "", Problems())
                 if _code_is_read("Observation", part, rules, None):
                     return True, code
     if problems:
@@ -319,7 +331,7 @@ def _entries(entries: Sequence[Any], everyone: list[NotRead]) -> list[_Entry]:
     found = []
     for index, entry in enumerate(entries):
         where = f"Bundle.entry[{index}]"
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             everyone.append(NotRead(where, f"the entry is {entry!r:.40}, not an object: "
                                            "whatever it was meant to hold was not read"))
             continue
@@ -328,7 +340,7 @@ def _entries(entries: Sequence[Any], everyone: list[NotRead]) -> list[_Entry]:
             if "request" not in entry:  # a bare transaction request holds no data
                 everyone.append(NotRead(where, "the entry has no resource"))
             continue
-        if not isinstance(resource, Mapping):
+        if not isinstance(resource, dict):
             everyone.append(NotRead(f"{where}.resource",
                                     f"is {resource!r:.40}, not a FHIR resource"))
             continue
@@ -415,9 +427,9 @@ def _owner(
         everyone.append(NotRead(where, "has no subject, and the Bundle holds several "
                                        "patients: it was not read", entry.key))
         return None
-    ref = subject.get("reference") if isinstance(subject, Mapping) else None
+    ref = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(ref, str):
-        shown = f"is {subject!r:.40}" if not isinstance(subject, Mapping) else "has no reference"
+        shown = f"is {subject!r:.40}" if not isinstance(subject, dict) else "has no reference"
         everyone.append(NotRead(where, f"{shown}, not a Reference to a Patient: it was not "
                                        "read", entry.key))
         return None

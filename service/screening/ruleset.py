@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -187,6 +187,19 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True)
+class _Meaning:
+    """Everything the rules say of one code."""
+
+    classification: Classification | None
+    exclusion: Exclusion | None
+    causes: tuple[ExplainingCause, ...]
+    diagnosis: bool
+
+
+_MEANINGS_KEPT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
 class ExplanationPolicy:
     """Which causes may explain a diarrhea code: their verification status and windows."""
 
@@ -219,47 +232,60 @@ class RuleSet:
     value_sets: Mapping[str, ValueSetMatcher]
     lab_rules: LabRules | None
     observation_codes: frozenset[str]
+    # What each (system, code) means, remembered: a record repeats its codes, and an
+    # ICD family match walks every source. Bounded; never part of the rules' identity.
+    _meanings: dict[tuple[str, str], _Meaning] = field(
+        default_factory=dict, repr=False, compare=False)
+    _by_id: dict[str, Category] = field(default_factory=dict, repr=False, compare=False)
 
-    def categories(self) -> Iterator[Category]:
-        yield from self.criteria
-        yield from self.supporting
+    def _meaning(self, system: str, code: str) -> _Meaning:
+        key = (system, code)
+        found = self._meanings.get(key)
+        if found is None:
+            canonical = self.aliases.canonical(system)
+            normal = normalise_code(canonical, code)
+            found = _Meaning(
+                classification=self._classify(canonical, normal),
+                exclusion=next((x for x in self.exclusions
+                                if x.value_set.contains(canonical, normal)), None),
+                causes=tuple(c for c in self.explanation.causes
+                             if c.value_set.contains(canonical, normal)),
+                diagnosis=self.suppression.diagnosis.contains(canonical, normal),
+            )
+            if len(self._meanings) >= _MEANINGS_KEPT:
+                self._meanings.clear()
+            self._meanings[key] = found
+        return found
 
-    def category(self, category_id: str) -> Category:
-        for category in self.categories():
-            if category.id == category_id:
-                return category
-        raise KeyError(category_id)
-
-    def classify(self, system: str, code: str) -> Classification | None:
-        """Return the one category a coded diagnosis belongs to, if any."""
-        canonical = self.aliases.canonical(system)
-        normal = normalise_code(canonical, code)
+    def _classify(self, canonical: str, normal: str) -> Classification | None:
         for category in self.categories():
             for source in category.evidence:
                 if source.value_set.contains(canonical, normal):
                     return Classification(category, source)
         return None
 
+    def categories(self) -> Iterator[Category]:
+        yield from self.criteria
+        yield from self.supporting
+
+    def category(self, category_id: str) -> Category:
+        if not self._by_id:
+            self._by_id.update((c.id, c) for c in self.categories())
+        return self._by_id[category_id]
+
+    def classify(self, system: str, code: str) -> Classification | None:
+        """Return the one category a coded diagnosis belongs to, if any."""
+        return self._meaning(system, code).classification
+
     def exclusion(self, system: str, code: str) -> Exclusion | None:
-        canonical = self.aliases.canonical(system)
-        normal = normalise_code(canonical, code)
-        for exclusion in self.exclusions:
-            if exclusion.value_set.contains(canonical, normal):
-                return exclusion
-        return None
+        return self._meaning(system, code).exclusion
 
     def causes(self, system: str, code: str) -> tuple[ExplainingCause, ...]:
         """The explaining causes a coded diagnosis is (celiac disease, an infection, ...)."""
-        canonical = self.aliases.canonical(system)
-        normal = normalise_code(canonical, code)
-        return tuple(
-            cause for cause in self.explanation.causes
-            if cause.value_set.contains(canonical, normal)
-        )
+        return self._meaning(system, code).causes
 
     def is_ipex_diagnosis(self, system: str, code: str) -> bool:
-        canonical = self.aliases.canonical(system)
-        return self.suppression.diagnosis.contains(canonical, normalise_code(canonical, code))
+        return self._meaning(system, code).diagnosis
 
     def names_ordered_test(self, texts: Iterable[object]) -> bool:
         """True when an order's text or a coding's display names the IPEX workup."""
@@ -276,12 +302,9 @@ class RuleSet:
 
     def reads_condition_code(self, system: str, code: str) -> bool:
         """True when a Condition with this code matters to any rule."""
-        return (
-            self.classify(system, code) is not None
-            or self.is_ipex_diagnosis(system, code)
-            or self.exclusion(system, code) is not None
-            or bool(self.causes(system, code))
-        )
+        meaning = self._meaning(system, code)
+        return (meaning.classification is not None or meaning.diagnosis
+                or meaning.exclusion is not None or bool(meaning.causes))
 
     def recommendation(self, kind: str, sex: Sex, *, foxp3_negative: bool) -> Recommendation:
         """The recommendation of a row's kind for this sex (rules section 4)."""

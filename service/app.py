@@ -41,15 +41,19 @@ def create_app(
     from . import fhir_api, operations
     from .edge import headers, openapi
     from .security import guard
+    from .state import open_store
 
+    store = open_store(settings)
+    store.start()  # migrations; when the store is down, readiness says so until it is back
+    running.install_state(app, store)
     app.extensions[guard.EXTENSION] = guard.build_security(
-        settings, clock=lambda: runtime.now().timestamp())
+        settings, store, clock=lambda: runtime.now().timestamp())
     headers.register_security_headers(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(operations.bp)
     from . import cds
 
-    cds.register(app, settings, now=runtime.now)
+    cds.register(app, settings, store, now=runtime.now)
     register_error_handlers(app)
     return app

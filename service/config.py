@@ -27,6 +27,9 @@ class Settings:
     cds_budget_s: float = 5.0
     fhir_max_pages: int = 20
     state_db: str = "./var/ipex-screen.sqlite3"
+    state_url: str | None = None
+    state_timeout_s: float = 2.0
+    feedback_retention_days: int = 365
     cors_origins: tuple[str, ...] = ()
     order_code: tuple[str, str, str] | None = None
     log_level: str = "INFO"
@@ -46,6 +49,14 @@ def _order_code(value: str) -> tuple[str, str, str]:
         raise ConfigError("IPEX_ORDER_CODE must be 'system|code|display'")
     display = "|".join(parts[2:]) if len(parts) > 2 else ""
     return parts[0], parts[1], display
+
+
+def _state_url(value: str) -> str:
+    # Never echo the value: it may hold a password.
+    if not value.strip().startswith(("postgresql://", "postgres://")):
+        raise ConfigError("IPEX_STATE_URL must be a postgresql:// URL "
+                          "(postgresql://user@host:port/database)")
+    return value.strip()
 
 
 def _number(name: str, value: str, kind: type[int] | type[float]) -> int | float:
@@ -89,6 +100,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                                                get("IPEX_FHIR_MAX_PAGES", ""), int))
     if get("IPEX_STATE_DB"):
         values["state_db"] = get("IPEX_STATE_DB")
+    if get("IPEX_STATE_URL"):
+        values["state_url"] = _state_url(get("IPEX_STATE_URL", ""))
+    if get("IPEX_STATE_TIMEOUT_S"):
+        values["state_timeout_s"] = _number("IPEX_STATE_TIMEOUT_S",
+                                            get("IPEX_STATE_TIMEOUT_S", ""), float)
+    if get("IPEX_FEEDBACK_RETENTION_DAYS"):
+        values["feedback_retention_days"] = int(_number(
+            "IPEX_FEEDBACK_RETENTION_DAYS", get("IPEX_FEEDBACK_RETENTION_DAYS", ""), int))
     if get("IPEX_CORS_ORIGINS"):
         values["cors_origins"] = tuple(
             o.strip().rstrip("/") for o in get("IPEX_CORS_ORIGINS", "").split(",") if o.strip()

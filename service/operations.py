@@ -6,8 +6,9 @@ from flask import Blueprint, Response
 
 from .edge.errors import ServiceUnavailable
 from .edge.fhir_json import JSON, json_response
-from .edge.running import runtime
+from .edge.running import runtime, state_store
 from .observability import metrics
+from .state import state_problem
 
 bp = Blueprint("operations", __name__)
 
@@ -17,21 +18,32 @@ def healthz() -> Response:
     return json_response({"status": "ok"}, mimetype=JSON)
 
 
+def _not_ready(reason: str) -> Response:
+    response = json_response({"status": "not ready", "reason": reason}, status=503,
+                             mimetype=JSON)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the rule set is loaded and holds its value sets; else 503."""
+    """Ready when the rules are loaded and the state store can be written; else 503."""
     try:
         rules = runtime().profiles.rules
     except ServiceUnavailable:
         rules = None
     if rules is None or not rules.value_sets:
-        response = json_response({"status": "not ready", "reason": "rules not loaded"},
-                                 status=503, mimetype=JSON)
-        response.headers["Retry-After"] = "5"
-        return response
+        return _not_ready("rules not loaded")
+    try:
+        store = state_store()
+    except ServiceUnavailable as error:
+        return _not_ready(error.diagnostics)
+    problem = state_problem(store)
+    if problem is not None:
+        return _not_ready(problem)
     return json_response(
         {"status": "ready", "rules": rules.id, "rulesVersion": rules.version,
-         "valueSets": len(rules.value_sets)},
+         "valueSets": len(rules.value_sets), "state": store.kind},
         mimetype=JSON,
     )
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from service.cds.feedback import FeedbackStore
+from service.cds.feedback import FeedbackLog
+from service.state.sqlite import SqliteStore
 
 from .cds_support import CDS_DATA, FEEDBACK, cds_app
 from .conftest import load_json
@@ -20,8 +21,8 @@ EXAMPLES = ["spec-feedback-accepted.json", "spec-feedback-overridden.json",
             "spec-feedback-override-reason.json"]
 
 
-def _store(tmp_path: Path) -> FeedbackStore:
-    return FeedbackStore(tmp_path / "state.sqlite3")
+def _store(tmp_path: Path) -> FeedbackLog:
+    return FeedbackLog(SqliteStore(tmp_path / "state.sqlite3", timeout_s=2), retention_days=365)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -134,13 +135,15 @@ def test_a_store_that_cannot_be_written_is_503_not_500(tmp_path: Path) -> None:
     client = cds_app(tmp_path).test_client()
     client.application.extensions["ipex_cds"] = type(
         client.application.extensions["ipex_cds"])(
-        mode="off", feedback=FeedbackStore(blocker / "state.sqlite3"))
+        mode="off", feedback=FeedbackLog(SqliteStore(blocker / "state.sqlite3", timeout_s=2),
+                                         retention_days=365))
     response = client.post(FEEDBACK, json=load_json(CDS_DATA / EXAMPLES[1]))
     assert response.status_code == 503 and "again" in response.get_json()["error"]
 
 
 def test_the_state_directory_is_created_on_first_write(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "var" / "nested" / "state.sqlite3")
+    store = FeedbackLog(SqliteStore(tmp_path / "var" / "nested" / "state.sqlite3", timeout_s=2),
+                        retention_days=365)
     item = {"card": "c", "outcome": "overridden", "outcomeTimestamp":
             __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC)}
     assert store.add([item]).new == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,7 +17,10 @@ import requests
 import responses
 
 from service.security.issuers import IssuersFileError, load_issuers, parse_issuers
-from service.security.jwt_verify import JwtVerifier, KeySets, ReplayStore, TokenRejected
+from service.security.jwt_verify import JwtVerifier, TokenRejected
+from service.security.key_sets import KeySets
+from service.security.replay import ReplayStore
+from service.state.sqlite import SqliteStore
 from tests.jwt_support import (
     FHIR_SERVER,
     HOSTILE_JKU,
@@ -49,6 +53,12 @@ def jwks_server(es384: Signer, rs384: Signer) -> Iterator[responses.RequestsMock
         yield mock
 
 
+def _replay(path: Path, *, clock: Clock | None = None) -> ReplayStore:
+    if clock is None:
+        return ReplayStore(SqliteStore(path, timeout_s=2))
+    return ReplayStore(SqliteStore(path, timeout_s=2), clock=clock)
+
+
 def _issuers(**extra: Any) -> dict[str, Any]:
     return parse_issuers({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, **extra}]},
                          source="test")
@@ -56,7 +66,7 @@ def _issuers(**extra: Any) -> dict[str, Any]:
 
 def _verifier(tmp_path: Path, *, clock: Clock | None = None, **extra: Any) -> JwtVerifier:
     key_sets = KeySets(timeout_s=2.5, refresh_interval_s=60, clock=clock or Clock())
-    return JwtVerifier(_issuers(**extra), replay=ReplayStore(tmp_path / "state.sqlite3"),
+    return JwtVerifier(_issuers(**extra), replay=_replay(tmp_path / "state.sqlite3"),
                        key_sets=key_sets)
 
 
@@ -97,7 +107,7 @@ def test_jku_equal_to_the_configured_jwks_uri_is_accepted(
 
 def test_inline_jwks_needs_no_fetch(tmp_path: Path, es384: Signer) -> None:
     issuers = parse_issuers({"issuers": [{"iss": ISS, "jwks": jwks(es384)}]}, source="test")
-    verifier = JwtVerifier(issuers, replay=ReplayStore(tmp_path / "s.sqlite3"),
+    verifier = JwtVerifier(issuers, replay=_replay(tmp_path / "s.sqlite3"),
                            key_sets=KeySets(timeout_s=1))
     with responses.RequestsMock() as mock:  # any request would raise ConnectionError
         assert verifier.verify(es384.token(aud=AUD), audience=AUD).issuer.iss == ISS
@@ -191,7 +201,7 @@ def test_a_token_whose_alg_does_not_fit_its_key_is_refused(
 def test_rsa_keys_under_2048_bits_are_refused(tmp_path: Path) -> None:
     weak = rs384_signer(kid="weak", bits=1024)
     issuers = parse_issuers({"issuers": [{"iss": ISS, "jwks": jwks(weak)}]}, source="test")
-    verifier = JwtVerifier(issuers, replay=ReplayStore(tmp_path / "s.sqlite3"),
+    verifier = JwtVerifier(issuers, replay=_replay(tmp_path / "s.sqlite3"),
                            key_sets=KeySets(timeout_s=1))
     with warnings.catch_warnings():  # PyJWT warns when signing with the weak key
         warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
@@ -221,15 +231,15 @@ def test_a_forged_token_does_not_burn_the_real_jti(
 
 def test_replay_rows_are_kept_until_expiry_then_pruned(tmp_path: Path) -> None:
     clock = Clock()
-    store = ReplayStore(tmp_path / "state.sqlite3", clock=clock)
+    store = _replay(tmp_path / "state.sqlite3", clock=clock)
     assert store.first_use(iss=ISS, jti="a", keep_until=1100)
     assert not store.first_use(iss=ISS, jti="a", keep_until=1100)
     assert store.first_use(iss="https://other.example.org", jti="a", keep_until=1100)
     clock.now = 1200.0  # both rows expired; the next write prunes them
     assert store.first_use(iss=ISS, jti="b", keep_until=1300)
     assert store.count() == 1
-    journal = store._connect().execute("PRAGMA journal_mode").fetchone()[0]
-    assert journal == "wal"
+    with sqlite3.connect(tmp_path / "state.sqlite3") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_unknown_kid_refreshes_once_per_interval_then_401(
@@ -329,8 +339,12 @@ def test_junk_bearer_values_are_refused(tmp_path: Path, junk: str) -> None:
         ({"issuers": []}, "empty"),
         ({"issuer": []}, "'issuers' list"),
         ({"issuers": [{"jwks_uri": JWKS_URI}]}, "iss must be"),
-        ({"issuers": [{"iss": ISS}]}, "exactly one of"),
-        ({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, "jwks": {"keys": []}}]}, "exactly one"),
+        ({"issuers": [{"iss": ISS}]}, "needs 'jwks' (pinned keys) or 'jwks_uri'"),
+        ({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, "jwks": {"keys": []}}]}, "JWK Set"),
+        ({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, "jku": "http://ehr.example.org/j"}]},
+         "jku: 'http://ehr.example.org/j' must be an https URL"),
+        ({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, "jku": []}]}, "jku must be a non-empty"),
+        ({"issuers": [{"iss": ISS, "jwks_uri": JWKS_URI, "jku": [7]}]}, "jku must hold only"),
         ({"issuers": [{"iss": ISS, "jwks_uri": "http://ehr.example.org/jwks"}]}, "https"),
         ({"issuers": [{"iss": ISS, "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0",
                                                      "kid": "s"}]}}]}, "symmetric"),
@@ -409,7 +423,7 @@ def test_a_trickling_jwks_server_is_cut_off_at_twice_the_timeout(
     try:
         uri = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
         issuers = parse_issuers({"issuers": [{"iss": ISS, "jwks_uri": uri}]}, source="test")
-        verifier = JwtVerifier(issuers, replay=ReplayStore(tmp_path / "s.sqlite3"),
+        verifier = JwtVerifier(issuers, replay=_replay(tmp_path / "s.sqlite3"),
                                key_sets=KeySets(timeout_s=0.3))
         started = time.monotonic()
         assert "kid" in _rejected(verifier, es384.token(aud=AUD))

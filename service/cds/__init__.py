@@ -7,35 +7,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 from collections.abc import Callable
 
 from flask import Flask, Response, request
 
 from ..config import Settings
+from ..state import StateStore
 from .api import EXTENSION, CdsState, bp
 from .auth import announce, auth_mode
 from .cors import CorsPolicy
-from .feedback import FeedbackStore
+from .feedback import FeedbackLog
 
 __all__ = ["register"]
 
 log = logging.getLogger("ipex_screen.cds")
 
 
-def register(app: Flask, settings: Settings, *, now: Callable[[], dt.datetime]) -> None:
+def register(app: Flask, settings: Settings, store: StateStore, *,
+             now: Callable[[], dt.datetime]) -> None:
     """Add the CDS Hooks endpoints, their CORS policy and auth gate to the app.
 
     ``now`` is the runtime's clock: it stamps when feedback was received.
     """
     mode = auth_mode(settings)
     announce(settings, mode)
-    store = FeedbackStore(settings.state_db, now=now)
-    try:
-        store.prepare()
-    except (OSError, sqlite3.Error) as exc:  # feedback answers 503 until it can be written
-        log.error("the CDS feedback store cannot be opened: %s", type(exc).__name__)
-    app.extensions[EXTENSION] = CdsState(mode=mode, feedback=store)
+    feedback = FeedbackLog(store, retention_days=settings.feedback_retention_days, now=now)
+    feedback.prune_if_due()  # at start; feedback answers 503 while the store is unusable
+    app.extensions[EXTENSION] = CdsState(mode=mode, feedback=feedback)
     policy = CorsPolicy(settings.cors_origins)
 
     def _cors(response: Response) -> Response:

@@ -22,9 +22,10 @@ from ..edge.running import runtime
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
 from ..screening import ScreeningError
+from ..state import StateUnavailable
 from . import cards, schemas
 from .auth import Mode, require_trusted
-from .feedback import FeedbackStore, FeedbackStoreError
+from .feedback import FeedbackLog
 from .prefetch import TEMPLATES, gather
 
 log = logging.getLogger("ipex_screen.cds")
@@ -34,11 +35,15 @@ EXTENSION = "ipex_cds"
 
 bp = Blueprint("cds", __name__)
 
+REPLAY_CHECK_UNAVAILABLE = (
+    "the service cannot check JWT replays now: its state store is unavailable; "
+    "nothing was screened or stored; try again shortly")
+
 
 @dataclass(frozen=True, slots=True)
 class CdsState:
     mode: Mode
-    feedback: FeedbackStore
+    feedback: FeedbackLog
 
 
 def _state() -> CdsState:
@@ -86,7 +91,11 @@ def _trusted_body(*, gate_fhir_server: bool) -> Any:
     fhir_server = None
     if gate_fhir_server and isinstance(body, Mapping) and isinstance(body.get("fhirServer"), str):
         fhir_server = body["fhirServer"]
-    require_trusted(request, mode, fhir_server=fhir_server)
+    try:
+        require_trusted(request, mode, fhir_server=fhir_server)
+    except StateUnavailable:
+        # The replay check could not be made: not the caller's fault, so not a 401.
+        raise ServiceUnavailable(REPLAY_CHECK_UNAVAILABLE) from None
     if problem is not None:
         raise problem
     if isinstance(body, Mapping):
@@ -123,9 +132,10 @@ def feedback() -> Response:
     items = loaded["feedback"]
     try:
         stored = _state().feedback.add(items)
-    except FeedbackStoreError as error:
-        log.error("CDS feedback could not be stored: %s", error)
-        raise ServiceUnavailable("the feedback could not be stored; send it again") from None
+    except StateUnavailable:
+        raise ServiceUnavailable("the feedback could not be stored: the service's state "
+                                 "store is unavailable; nothing was stored; send it again"
+                                 ) from None
     for outcome in stored.new_outcomes:
         record_feedback(outcome)
     return json_response({"stored": stored.new, "duplicates": stored.duplicates},

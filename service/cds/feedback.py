@@ -1,43 +1,27 @@
-"""CDS Hooks feedback, kept in the SQLite state store (``IPEX_STATE_DB``).
+"""CDS Hooks feedback, kept in the shared state store (:mod:`service.state`).
 
 One row per (card uuid, outcome): a client that sends the same feedback twice (the
-spec allows it) changes nothing, and the first report is kept. WAL mode and a busy
-timeout let every gunicorn worker write to the same file; each write is committed
-before the answer, so nothing is lost across restarts.
+spec allows it) changes nothing, and the first report is kept. A call's items are
+written in one transaction, committed before the answer, so an acknowledged item is
+never lost. Rows received more than ``IPEX_FEEDBACK_RETENTION_DAYS`` ago are deleted
+at start and, at most once an hour per process, when feedback arrives.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import sqlite3
+import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..runtime import utc_now
+from ..state import FeedbackRow, StateStore, StateUnavailable
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS cds_feedback ("
-    " card TEXT NOT NULL,"
-    " outcome TEXT NOT NULL,"
-    " outcome_timestamp TEXT NOT NULL,"
-    " accepted_suggestions TEXT,"
-    " override_system TEXT,"
-    " override_code TEXT,"
-    " override_display TEXT,"
-    " user_comment TEXT,"
-    " received_at TEXT NOT NULL,"
-    " PRIMARY KEY (card, outcome))"
-)
+log = logging.getLogger("ipex_screen.cds")
 
-
-class FeedbackStoreError(Exception):
-    """The store could not be written; the client should send the feedback again."""
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,90 +31,60 @@ class Stored:
     new_outcomes: tuple[str, ...] = ()
 
 
-class FeedbackStore:
-    """Feedback rows in SQLite, shared by every worker using the same file."""
+class FeedbackLog:
+    """Card feedback in the state store, pruned after the retention period."""
 
-    def __init__(self, path: str | Path, *, now: Callable[[], dt.datetime] = utc_now) -> None:
-        self.path = str(path)
+    def __init__(self, store: StateStore, *, retention_days: int,
+                 now: Callable[[], dt.datetime] = utc_now) -> None:
+        self.store = store
+        self.retention = dt.timedelta(days=retention_days)
         self._now = now
-        self._ready_pid = 0
+        self._pruned_at: dt.datetime | None = None
         self._lock = threading.Lock()
 
-    def _connect(self) -> sqlite3.Connection:
-        ready = self._ready_pid == os.getpid()
-        if not ready and self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        # Per process: a forked gunicorn worker sets the file up again on its first write.
-        if not ready:
-            for attempt in range(1, 6):
-                try:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.execute(_SCHEMA)
-                    break
-                except sqlite3.OperationalError:
-                    # Another worker is switching a new file to WAL at the same moment.
-                    if attempt == 5:
-                        connection.close()
-                        raise
-                    time.sleep(0.05 * attempt)
-            self._ready_pid = os.getpid()
-        return connection
-
-    def prepare(self) -> None:
-        """Create the file and table now (at start, before workers fork)."""
-        with self._lock:
-            self._connect().close()
-
     def add(self, items: Iterable[Mapping[str, Any]]) -> Stored:
-        """Store validated feedback items; (card, outcome) already stored are left as they are."""
-        received = self._now().isoformat(timespec="seconds")
-        rows = [_row(item, received) for item in items]
-        try:
-            with self._lock:
-                connection = self._connect()
-                try:
-                    connection.execute("BEGIN IMMEDIATE")
-                    outcomes: list[str] = []
-                    for row in rows:
-                        cursor = connection.execute(
-                            "INSERT OR IGNORE INTO cds_feedback VALUES (?,?,?,?,?,?,?,?,?)", row)
-                        if cursor.rowcount:
-                            outcomes.append(row[1])
-                    connection.execute("COMMIT")
-                finally:
-                    connection.close()
-        except (sqlite3.Error, OSError) as exc:
-            raise FeedbackStoreError(type(exc).__name__) from None
+        """Store validated feedback items; raises StateUnavailable when it cannot."""
+        received = self._now()
+        rows = [feedback_row(item, received_at=received) for item in items]
+        outcomes = self.store.add_feedback(rows)
+        self.prune_if_due()
         return Stored(new=len(outcomes), duplicates=len(rows) - len(outcomes),
                       new_outcomes=tuple(outcomes))
 
+    def prune_if_due(self) -> None:
+        """Delete rows past the retention period, at most once per ``PRUNE_EVERY``."""
+        now = self._now()
+        with self._lock:
+            if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+                return
+            self._pruned_at = now
+        try:
+            gone = self.store.prune_feedback(received_before=now - self.retention)
+        except StateUnavailable:
+            return  # the store logged why; the next call tries again in an hour
+        if gone:
+            log.info("CDS feedback: %d rows older than %d days deleted", gone,
+                     self.retention.days)
+
     def rows(self) -> list[dict[str, Any]]:
         """Every stored row, oldest first (for operators and tests)."""
-        with self._lock:
-            connection = self._connect()
-            try:
-                connection.row_factory = sqlite3.Row
-                found = connection.execute(
-                    "SELECT * FROM cds_feedback ORDER BY rowid").fetchall()
-            finally:
-                connection.close()
-        return [dict(row) for row in found]
+        return self.store.feedback_rows()
 
 
-def _row(item: Mapping[str, Any], received: str) -> tuple[Any, ...]:
+def feedback_row(item: Mapping[str, Any], *, received_at: dt.datetime) -> FeedbackRow:
+    """A validated feedback item (see :mod:`.schemas`) as the store keeps it."""
     timestamp: dt.datetime = item["outcomeTimestamp"]
     accepted = item.get("acceptedSuggestions")
     override = item.get("overrideReason") or {}
     reason = override.get("reason") or {}
-    return (
-        item["card"],
-        item["outcome"],
-        timestamp.astimezone(dt.UTC).isoformat(),
-        json.dumps([s["id"] for s in accepted]) if accepted else None,
-        reason.get("system"),
-        reason.get("code"),
-        reason.get("display"),
-        override.get("userComment"),
-        received,
+    return FeedbackRow(
+        card=item["card"],
+        outcome=item["outcome"],
+        outcome_timestamp=timestamp.astimezone(dt.UTC),
+        accepted_suggestions=tuple(s["id"] for s in accepted) if accepted else None,
+        override_system=reason.get("system"),
+        override_code=reason.get("code"),
+        override_display=reason.get("display"),
+        user_comment=override.get("userComment"),
+        received_at=received_at.astimezone(dt.UTC),
     )

@@ -11,7 +11,8 @@
     ├── UnsupportedMedia      415  not application/fhir+json or application/json
     ├── Unprocessable         422  valid FHIR but nothing to screen; with
     │                              Prefer: handling=strict, every part not read
-    └── ServiceUnavailable    503  the feedback store cannot be written; no runtime installed
+    └── ServiceUnavailable    503  the state store cannot be used (the JWT replay check,
+                                   feedback); no runtime installed
 
 Answered without an ApiError:
 

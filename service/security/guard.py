@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from flask import Request, current_app
 
 from ..config import Settings
-from ..edge.errors import Unauthorized
+from ..edge.errors import ServiceUnavailable, Unauthorized
+from ..state import StateStore, StateUnavailable
 from .issuers import load_issuers
-from .jwt_verify import JwtVerifier, KeySets, ReplayStore, TokenRejected, VerifiedClient
+from .jwt_verify import JwtVerifier, TokenRejected, VerifiedClient
+from .key_sets import KeySets
+from .replay import ReplayStore
 
 log = logging.getLogger("ipex_screen.security")
 
@@ -32,12 +35,14 @@ class Security:
     api: JwtVerifier | None
 
 
-def build_security(settings: Settings, *, clock: Callable[[], float]) -> Security:
+def build_security(settings: Settings, store: StateStore, *,
+                   clock: Callable[[], float]) -> Security:
     """Load the issuers files (a broken one stops the start) and build the verifiers.
 
-    ``clock`` (seconds since the epoch) is the replay store's: the runtime's clock.
+    Seen ``jti`` are kept in ``store``; ``clock`` (seconds since the epoch) is the
+    replay check's: the runtime's clock.
     """
-    replay = ReplayStore(settings.state_db, clock=clock)
+    replay = ReplayStore(store, clock=clock)
 
     def verifier(path: str | None) -> JwtVerifier | None:
         if not path:
@@ -107,6 +112,10 @@ def require_api_caller(request: Request) -> VerifiedClient | None:
             "a valid signed JWT from a trusted issuer is required "
             "(Authorization: Bearer); the reason is in the service log"
         ) from None
+    except StateUnavailable:
+        raise ServiceUnavailable(
+            "the service cannot check JWT replays now: its state store is unavailable; "
+            "nothing was screened; try again shortly") from None
 
 
 def verify_cds_call(request: Request, *, fhir_server: str | None = None) -> VerifiedClient:

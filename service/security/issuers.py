@@ -1,9 +1,15 @@
 """The trusted-issuer file: which signers may call, where their keys are, what they may ask.
 
     {"issuers": [{"iss": "https://ehr.example.org",
-                  "jwks_uri": "https://ehr.example.org/.well-known/jwks.json",  # or "jwks": {...}
+                  "jwks_uri": "https://ehr.example.org/.well-known/jwks.json",  # and/or "jwks"
+                  "jwks": {"keys": [...]},                          # pinned: never fetched
+                  "jku": ["https://ehr.example.org/jwks"],                      # optional
                   "tenants": ["hospital-a"],                                    # optional
                   "fhir_servers": ["https://ehr.example.org/fhir"]}]}           # optional
+
+Keys come from the inline ``jwks`` when it is given (the issuer's keys are *pinned*:
+nothing is fetched for it), else from ``jwks_uri``. A token's ``jku`` header must be
+the ``jwks_uri`` or one of the ``jku`` list; it is compared, never fetched.
 
 A file the service cannot use stops the start with :class:`IssuersFileError`
 naming the file and the field; it never surfaces on a patient request.
@@ -23,7 +29,7 @@ import jwt
 from ..config import ConfigError
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-_ISSUER_KEYS = frozenset({"iss", "jwks_uri", "jwks", "tenants", "fhir_servers"})
+_ISSUER_KEYS = frozenset({"iss", "jwks_uri", "jwks", "jku", "tenants", "fhir_servers"})
 _SYMMETRIC_KEY_TYPES = frozenset({"oct"})
 
 
@@ -33,13 +39,23 @@ class IssuersFileError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Issuer:
-    """One trusted signer: its keys (by URL or inline), and what it may ask for."""
+    """One trusted signer: its keys (pinned inline, or by URL), and what it may ask for."""
 
     iss: str
     jwks_uri: str | None
     jwks: Mapping[str, Any] | None
     tenants: frozenset[str] | None
     fhir_servers: tuple[str, ...]
+    jku: frozenset[str] = frozenset()
+
+    @property
+    def pinned(self) -> bool:
+        """True when the keys are inline: nothing is ever fetched for this issuer."""
+        return self.jwks is not None
+
+    def allows_jku(self, value: Any) -> bool:
+        """True when a token's ``jku`` header is the ``jwks_uri`` or on the ``jku`` list."""
+        return isinstance(value, str) and (value == self.jwks_uri or value in self.jku)
 
     def allows_fhir_server(self, url: str) -> bool:
         """True when no servers are listed, or ``url`` lies under one of them.
@@ -107,13 +123,14 @@ def _issuer(entry: Any, where: str) -> Issuer:
         raise IssuersFileError(f"{where}.iss must be a non-empty string")
     jwks_uri = entry.get("jwks_uri")
     jwks = entry.get("jwks")
-    if (jwks_uri is None) == (jwks is None):
-        raise IssuersFileError(f"{where} needs exactly one of 'jwks_uri' or 'jwks'")
+    if jwks_uri is None and jwks is None:
+        raise IssuersFileError(f"{where} needs 'jwks' (pinned keys) or 'jwks_uri' (fetched)")
     if jwks_uri is not None and (
         not isinstance(jwks_uri, str) or not _is_https_or_loopback(jwks_uri)
     ):
         raise IssuersFileError(f"{where}.jwks_uri must be an https URL (http only on loopback)")
     checked_jwks = _check_jwks(jwks, f"{where}.jwks") if jwks is not None else None
+    jku = _jku_list(entry.get("jku"), f"{where}.jku")
     tenants = entry.get("tenants")
     fhir_servers = entry.get("fhir_servers")
     servers: tuple[str, ...] = ()
@@ -131,7 +148,19 @@ def _issuer(entry: Any, where: str) -> Issuer:
         jwks=checked_jwks,
         tenants=frozenset(_strings(tenants, f"{where}.tenants")) if tenants is not None else None,
         fhir_servers=servers,
+        jku=jku,
     )
+
+
+def _jku_list(value: Any, where: str) -> frozenset[str]:
+    """The ``jku`` values an issuer may send: a URL or a list of them (https, or loopback)."""
+    if value is None:
+        return frozenset()
+    listed = [value] if isinstance(value, str) else _strings(value, where)
+    for url in listed:
+        if not _is_https_or_loopback(url):
+            raise IssuersFileError(f"{where}: {url!r} must be an https URL (http only on loopback)")
+    return frozenset(listed)
 
 
 def parse_issuers(document: Any, *, source: str) -> dict[str, Issuer]:

@@ -5,43 +5,36 @@ the replay mark last so a forged token can never burn a real ``jti``):
 
 1. shape: three parts, at most ``MAX_TOKEN_CHARS``; header ``alg`` on the allowlist
    (never ``none``, never HMAC), ``typ`` JWT when given, ``kid`` present;
-2. ``iss`` is a trusted issuer; a ``jku`` header equals that issuer's ``jwks_uri``
-   (no other URL is ever fetched);
-3. the key named by ``kid`` is in the issuer's JWK Set (fetched with a timeout, cached,
-   refreshed at most once per ``refresh_interval_s`` on an unknown ``kid``) and fits ``alg``;
+2. ``iss`` is a trusted issuer; a ``jku`` header is one that issuer may send (its
+   ``jwks_uri`` or its ``jku`` list). A ``jku`` is only ever compared, never fetched;
+3. the key named by ``kid`` is in the issuer's keys (:mod:`.key_sets`: pinned inline,
+   or fetched from its ``jwks_uri``) and fits ``alg``;
 4. signature, ``aud`` (string or array) holding exactly the URL called, ``exp``/``iat``
    required, ``exp``/``iat``/``nbf`` within ``LEEWAY_S``, ``jti`` required;
 5. ``tenant`` on the issuer's list when it has one; ``fhirServer`` under one of the
    issuer's ``fhir_servers`` when it lists them;
-6. ``jti`` never seen before from this issuer (kept in SQLite, shared by all workers).
+6. ``jti`` never seen before from this issuer (:mod:`.replay`, shared by every replica).
 
 Every failure raises :class:`TokenRejected`; its ``reason`` is for the log and never
-holds the token.
+holds the token. When step 6 cannot be made (the state store is down) the verifier
+raises :class:`~service.state.StateUnavailable` instead: the caller is not to blame.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .issuers import Issuer
-
-log = logging.getLogger("ipex_screen.security")
+from .key_sets import KeySets, TrustedKey
+from .replay import ReplayStore
 
 LEEWAY_S = 60
 MAX_TOKEN_CHARS = 16_384
-MAX_JWKS_BYTES = 256 * 1024
 MIN_RSA_BITS = 2048
 # The spec recommends ES384 and RS384; the rest of the ECDSA and RSA families are as
 # strong or stronger. HMAC (shared secret) and "none" are refused by the spec.
@@ -75,198 +68,6 @@ def _shown(value: Any) -> str:
         text = value if len(value) <= 40 else value[:40] + "..."
         return repr(text)
     return type(value).__name__
-
-
-# --- the JWK Sets ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedKey:
-    """A public key from an issuer's JWK Set, and the ``alg`` it is declared for, if any."""
-
-    public_key: Any
-    declared_alg: str | None
-
-
-def usable_keys(jwks: Any) -> dict[str, TrustedKey]:
-    """The public signing keys of a JWK Set by ``kid``; anything else is passed over."""
-    keys: dict[str, TrustedKey] = {}
-    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
-        return keys
-    for entry in jwks["keys"]:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("kid"), str):
-            continue
-        if entry.get("kty") == "oct" or "d" in entry or entry.get("use", "sig") != "sig":
-            continue
-        declared = entry.get("alg")
-        try:
-            public_key = jwt.PyJWK(dict(entry)).key
-        except (jwt.PyJWTError, ValueError, TypeError):
-            continue
-        keys.setdefault(entry["kid"], TrustedKey(public_key,
-                                                 declared if isinstance(declared, str) else None))
-    return keys
-
-
-@dataclass(slots=True)
-class _KeySetState:
-    keys: dict[str, TrustedKey] = field(default_factory=dict)
-    fetched_at: float | None = None
-    attempted_at: float | None = None
-
-
-class KeySets:
-    """The issuers' public keys: inline ones as given, remote ones fetched and cached."""
-
-    def __init__(
-        self,
-        *,
-        timeout_s: float,
-        refresh_interval_s: float = 60.0,
-        max_age_s: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self.refresh_interval_s = refresh_interval_s
-        self.max_age_s = max_age_s
-        self._clock = clock
-        self._states: dict[str, _KeySetState] = {}
-        self._lock = threading.Lock()
-        self._session: requests.Session | None = None
-        self._session_pid = 0
-
-    def key(self, issuer: Issuer, kid: str) -> TrustedKey | None:
-        """The key ``kid`` of ``issuer``; an unknown kid refetches the set at most once."""
-        if issuer.jwks is not None:
-            return usable_keys(issuer.jwks).get(kid)
-        assert issuer.jwks_uri is not None
-        with self._lock:
-            state = self._states.setdefault(issuer.jwks_uri, _KeySetState())
-            now = self._clock()
-            stale = state.fetched_at is None or now - state.fetched_at > self.max_age_s
-            if stale and self._may_fetch(state, now):
-                self._fetch(issuer.jwks_uri, state, now)
-            found = state.keys.get(kid)
-            if found is None and self._may_fetch(state, now):
-                self._fetch(issuer.jwks_uri, state, now)
-                found = state.keys.get(kid)
-            return found
-
-    def _may_fetch(self, state: _KeySetState, now: float) -> bool:
-        return state.attempted_at is None or now - state.attempted_at >= self.refresh_interval_s
-
-    def _http(self) -> requests.Session:
-        # One session per process: gunicorn forks after the app is built.
-        if self._session is None or self._session_pid != os.getpid():
-            self._session = requests.Session()
-            self._session_pid = os.getpid()
-        return self._session
-
-    def _fetch(self, url: str, state: _KeySetState, now: float) -> None:
-        state.attempted_at = now
-        try:
-            document = self._download(url)
-        except (requests.RequestException, ValueError) as exc:
-            # Keep the keys we had: a JWKS outage must not lock out a known key.
-            log.warning("JWKS fetch from %s failed: %s", url, type(exc).__name__)
-            return
-        state.keys = usable_keys(document)
-        state.fetched_at = now
-
-    def _download(self, url: str) -> Any:
-        started = time.monotonic()
-        with self._http().get(
-            url,
-            timeout=(self.timeout_s, self.timeout_s),
-            stream=True,
-            allow_redirects=False,
-            headers={"Accept": "application/jwk-set+json, application/json"},
-        ) as response:
-            if response.status_code != 200:
-                raise ValueError(f"status {response.status_code}")
-            body = bytearray()
-            # The read timeout bounds each read; this bounds the whole trickle and the size.
-            # read1 returns what one socket read gives, so a byte-a-second server is noticed.
-            raw = response.raw
-            while chunk := raw.read1(16_384, decode_content=True):
-                body.extend(chunk)
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError("JWK Set larger than the limit")
-                if time.monotonic() - started > 2 * self.timeout_s:
-                    raise ValueError("JWK Set download too slow")
-            return _json(bytes(body))
-
-
-def _json(data: bytes) -> Any:
-    import orjson
-
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise ValueError("JWK Set is not JSON") from None
-
-
-# --- the replay store --------------------------------------------------------------
-
-
-class ReplayStore:
-    """Every ``jti`` seen, until its token expires, in SQLite (shared by all workers)."""
-
-    PRUNE_EVERY_S = 60.0
-
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
-        self._clock = clock
-        self._ready_pid = 0
-        self._pruned_at = 0.0
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        if self._ready_pid != os.getpid():
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS jwt_replay ("
-                " iss TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL,"
-                " PRIMARY KEY (iss, jti))"
-            )
-            connection.execute("CREATE INDEX IF NOT EXISTS jwt_replay_exp ON jwt_replay (exp)")
-            self._ready_pid = os.getpid()
-        return connection
-
-    def first_use(self, *, iss: str, jti: str, keep_until: int) -> bool:
-        """Record ``jti``; False when it was already used by a token still alive."""
-        now = int(self._clock())
-        with self._lock:
-            connection = self._connect()
-            try:
-                cursor = connection.execute(
-                    "INSERT INTO jwt_replay (iss, jti, exp) VALUES (?, ?, ?)"
-                    " ON CONFLICT (iss, jti) DO UPDATE SET exp = excluded.exp"
-                    " WHERE jwt_replay.exp < ?",
-                    (iss, jti, keep_until, now),
-                )
-                fresh = cursor.rowcount == 1
-                if now - self._pruned_at >= self.PRUNE_EVERY_S:
-                    connection.execute("DELETE FROM jwt_replay WHERE exp < ?", (now,))
-                    self._pruned_at = now
-            finally:
-                connection.close()
-        return fresh
-
-    def count(self) -> int:
-        """How many ``jti`` are kept (for tests and operators)."""
-        connection = self._connect()
-        try:
-            row = connection.execute("SELECT COUNT(*) FROM jwt_replay").fetchone()
-        finally:
-            connection.close()
-        return int(row[0])
-
-
-# --- the verifier ------------------------------------------------------------------
 
 
 def _key_fits(key: TrustedKey, alg: str) -> bool:
@@ -320,7 +121,10 @@ class JwtVerifier:
 
     def verify(self, token: str, *, audience: str, fhir_server: str | None = None
                ) -> VerifiedClient:
-        """Return the verified caller, or raise :class:`TokenRejected`."""
+        """Return the verified caller, or raise :class:`TokenRejected`.
+
+        Raises :class:`~service.state.StateUnavailable` when the replay check cannot be made.
+        """
         if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
             raise TokenRejected("the bearer value is not a compact JWS")
         try:
@@ -341,8 +145,8 @@ class JwtVerifier:
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise TokenRejected(f"iss {_shown(iss)} is not a trusted issuer")
-        if "jku" in header and (issuer.jwks_uri is None or header["jku"] != issuer.jwks_uri):
-            raise TokenRejected(f"jku is not the jwks_uri configured for {issuer.iss}")
+        if "jku" in header and not issuer.allows_jku(header["jku"]):
+            raise TokenRejected(f"jku {_shown(header['jku'])} is not one {issuer.iss} may send")
         key = self.key_sets.key(issuer, kid)
         if key is None:
             raise TokenRejected(f"kid {_shown(kid)} is not in the key set of {issuer.iss}")
@@ -378,12 +182,8 @@ class JwtVerifier:
         if fhir_server is not None and not issuer.allows_fhir_server(fhir_server):
             raise TokenRejected(f"fhirServer is not one of the servers listed for {issuer.iss}")
         keep_until = int(exp) + self.leeway_s
-        try:
-            fresh = self.replay.first_use(iss=issuer.iss, jti=jti, keep_until=keep_until)
-        except sqlite3.Error as exc:
-            # Fail closed: without the store a replay could not be told from a first use.
-            log.error("JWT replay store unavailable: %s", type(exc).__name__)
-            raise TokenRejected("the replay store is unavailable") from None
+        # Fail closed: without the store a replay could not be told from a first use.
+        fresh = self.replay.first_use(iss=issuer.iss, jti=jti, keep_until=keep_until)
         if not fresh:
             raise TokenRejected(f"jti already used (replay) for {issuer.iss}")
         return VerifiedClient(issuer=issuer, jti=jti, tenant=tenant, expires_at=int(exp))

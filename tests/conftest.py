@@ -20,6 +20,7 @@ from service.profiles import Profiles, load_profiles
 from .fixed_clock import FixedClock
 from .jwt_support import Signer, es384_signer, rs384_signer
 from .log_capture import JsonLog
+from .postgres_cluster import Cluster
 
 TESTS = Path(__file__).parent
 SCENARIOS = TESTS / "data" / "scenarios"
@@ -86,3 +87,33 @@ def es384() -> Signer:
 @pytest.fixture(scope="module")
 def rs384() -> Signer:
     return rs384_signer()
+
+
+# --- the state store on both back ends ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL server for the session (see tests/postgres_cluster.py)."""
+    cluster = Cluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres: Cluster) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    with postgres.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Settings naming an empty state store, once per back end."""
+    if request.param == "sqlite":
+        return {"state_db": str(tmp_path / "state.sqlite3")}
+    url: str = request.getfixturevalue("postgres_url")
+    return {"state_db": str(tmp_path / "unused.sqlite3"), "state_url": url}

@@ -10,7 +10,7 @@ Every wait is bounded by ``IPEX_STATE_TIMEOUT_S`` (T):
   a watchdog shuts the connection's socket down at T + 1 s, which ends the read.
 
 A connection that went stale while pooled (the server restarted) is found by a
-``SELECT 1`` before the work and replaced once, so a restart costs callers nothing.
+``SELECT 1`` before the work and replaced, so a restart costs callers nothing.
 """
 
 from __future__ import annotations
@@ -166,18 +166,24 @@ class PostgresStore(StateStore):
         """Run ``work`` in one transaction on a pooled connection, within the deadlines."""
         budget = seconds if seconds is not None else self.timeout_s + WATCHDOG_MARGIN_S
         pool = self._connections()
-        for attempt in (1, 2):
+        attempts = self.pool_size + 1  # each pooled connection may have gone stale at once
+        for attempt in range(1, attempts + 1):
             with pool.connection(timeout=self.timeout_s) as connection:
                 watchdog = _Watchdog(connection, budget)
                 try:
                     try:
                         connection.execute("SELECT 1")
                     except psycopg.OperationalError:
-                        if attempt == 1 and not watchdog.fired:
+                        if attempt < attempts and not watchdog.fired:
                             continue  # stale: the pool drops it, the next one is tried
                         raise
                     with connection.transaction():
                         return work(connection)
+                except psycopg.Error:
+                    if watchdog.fired:
+                        raise StateUnavailable(self.where, f"no answer within {budget:g} s; "
+                                               "the connection was cut") from None
+                    raise
                 finally:
                     watchdog.stop()
                     if watchdog.fired:
@@ -189,10 +195,10 @@ class PostgresStore(StateStore):
             cause = f"no connection within {self.timeout_s:g} s"
             last = self._last_connect_error
             if last is not None and time.monotonic() - last[0] < max(10.0, 3 * self.timeout_s):
-                cause += f"; the last attempt failed: {last[1]}"
+                cause += f"; the last attempt failed: {' '.join(last[1].split())}"
             return StateUnavailable(self.where, self._scrub(cause))
         if isinstance(error, psycopg.Error):
-            text = str(error).strip().replace("\n", " ") or "the connection was cut"
+            text = " ".join(str(error).split()) or "the connection was cut"
             if isinstance(error, psycopg.errors.QueryCanceled):
                 text = f"a statement took longer than {self.timeout_s:g} s ({text})"
             return StateUnavailable(self.where, self._scrub(f"{text} ({type(error).__name__})"))

@@ -28,6 +28,7 @@ from .postgres_cluster import Cluster, free_port
 from .tcp_proxy import proxy_to
 
 UTC = dt.UTC
+COOL_DOWN_S = 0.2  # the stores of these tests retry a failed store after this
 NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -261,14 +262,14 @@ def _fails(operation: Callable[[], object]) -> tuple[StateUnavailable, float]:
 def test_an_unreachable_postgresql_fails_fast_and_names_it_without_the_password() -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://ipex:s3cr3t-pw@127.0.0.1:{port}/ipex?sslmode=disable&password=s3cr3t-pw"
-    store = PostgresStore(url, timeout_s=1)
+    store = PostgresStore(url, timeout_s=0.5, cool_down_s=COOL_DOWN_S)
     try:
         assert not store.start()
         error, took = _fails(lambda: store.mark_jti(iss="a", jti="b", keep_until=2, now=1))
         assert took < 0.05, "within the cool-down a failure is answered at once"
-        time.sleep(1.05)
+        time.sleep(COOL_DOWN_S)
         error, took = _fails(lambda: store.mark_jti(iss="a", jti="b", keep_until=2, now=1))
-        assert took < 1.5
+        assert took < 1.0
         text = str(error)
         assert f"postgresql://ipex@127.0.0.1:{port}/ipex?sslmode=disable" in text
         assert "refused" in text
@@ -296,7 +297,7 @@ def test_a_sqlite_store_under_a_file_names_the_path_and_the_cause(tmp_path: Path
 
 
 def test_a_busy_sqlite_store_gives_up_within_its_timeout(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "state.sqlite3", timeout_s=0.5)
+    store = SqliteStore(tmp_path / "state.sqlite3", timeout_s=0.5, cool_down_s=COOL_DOWN_S)
     assert store.start()
     holder = sqlite3.connect(tmp_path / "state.sqlite3", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock and never lets go
@@ -307,12 +308,12 @@ def test_a_busy_sqlite_store_gives_up_within_its_timeout(tmp_path: Path) -> None
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    time.sleep(1.05)  # the cool-down
+    time.sleep(COOL_DOWN_S)
     assert store.mark_jti(iss="a", jti="b", keep_until=2, now=1)
 
 
 def test_a_locked_postgresql_table_gives_up_within_its_timeout(postgres_url: str) -> None:
-    store = PostgresStore(postgres_url, timeout_s=0.5)
+    store = PostgresStore(postgres_url, timeout_s=0.5, cool_down_s=COOL_DOWN_S)
     try:
         assert store.start()
         with psycopg.connect(postgres_url) as holder:
@@ -321,7 +322,7 @@ def test_a_locked_postgresql_table_gives_up_within_its_timeout(postgres_url: str
             holder.rollback()
         assert 0.4 < took < 1.5
         assert "took longer than 0.5 s" in error.cause
-        time.sleep(1.05)
+        time.sleep(COOL_DOWN_S)
         assert store.mark_jti(iss="a", jti="b", keep_until=2, now=1)
     finally:
         store.close()
@@ -331,19 +332,19 @@ def test_a_hung_postgresql_is_cut_off_and_a_recovered_one_used_again(
         postgres: Cluster, postgres_url: str) -> None:
     with proxy_to(postgres.port) as proxy:
         url = postgres_url.replace(f":{postgres.port}/", f":{proxy.port}/")
-        store = PostgresStore(url, timeout_s=1)
+        store = PostgresStore(url, timeout_s=0.5, cool_down_s=COOL_DOWN_S)
         try:
             assert store.start()
             assert store.mark_jti(iss="a", jti="1", keep_until=9, now=1)
             proxy.stall()  # connections stay open; the server never answers
             error, took = _fails(lambda: store.mark_jti(iss="a", jti="2", keep_until=9, now=1))
-            assert 1.9 < took < 3.5, "the watchdog ends the wait at T + 1 s"
+            assert 1.4 < took < 2.5, "the watchdog ends the wait at T + 1 s"
             assert f"127.0.0.1:{proxy.port}" in str(error)
-            assert "no answer within 2 s" in error.cause
+            assert "no answer within 1.5 s" in error.cause
             proxy.down()
-            time.sleep(1.05)
+            time.sleep(COOL_DOWN_S)
             error, took = _fails(store.probe)
-            assert took < 2.5
+            assert took < 1.0
             proxy.up()
             deadline = time.monotonic() + 10
             while state_problem(store) is not None:

@@ -63,6 +63,8 @@ def configure_logging(*, level: str, stream: TextIO | None = None) -> None:
     # Libraries' DEBUG lines quote URLs with query strings (urllib3: the FHIR search).
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(max(log_level(level), logging.INFO))
+    # psycopg's pool logs every connection handed out at INFO; its warnings are kept.
+    logging.getLogger("psycopg").setLevel(max(log_level(level), logging.WARNING))
     logging.captureWarnings(True)
 
 

@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..config import ConfigError
 from .migrations import HISTORY_POSTGRES, LATEST, pending
-from .store import FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
+from .store import COOL_DOWN_S, FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
 
 T = TypeVar("T")
 
@@ -97,8 +97,9 @@ class PostgresStore(StateStore):
 
     kind = "postgresql"
 
-    def __init__(self, url: str, *, timeout_s: float, pool_size: int = POOL_SIZE) -> None:
-        super().__init__()
+    def __init__(self, url: str, *, timeout_s: float, pool_size: int = POOL_SIZE,
+                 cool_down_s: float = COOL_DOWN_S) -> None:
+        super().__init__(cool_down_s=cool_down_s)
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .migrations import HISTORY_SQLITE, LATEST, pending
-from .store import FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
+from .store import COOL_DOWN_S, FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
 
 T = TypeVar("T")
 
@@ -32,8 +32,9 @@ class SqliteStore(StateStore):
 
     kind = "sqlite"
 
-    def __init__(self, path: str | Path, *, timeout_s: float) -> None:
-        super().__init__()
+    def __init__(self, path: str | Path, *, timeout_s: float,
+                 cool_down_s: float = COOL_DOWN_S) -> None:
+        super().__init__(cool_down_s=cool_down_s)
         self.path = str(path)
         self.where = self.path
         self.timeout_s = timeout_s

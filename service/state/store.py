@@ -79,7 +79,8 @@ class Availability:
     def failed(self, error: StateUnavailable) -> None:
         with self._lock:
             if self._failure is None or self._failure.cause != error.cause:
-                log.error("%s", error)
+                log.error("%s", error, extra={"fields": {"state_store": error.where,
+                                                         "cause": error.cause}})
             self._failure = error
             self._failed_at = self._clock()
 
@@ -100,8 +101,8 @@ class StateStore(ABC):
     kind: str  # "sqlite" or "postgresql"
     where: str  # the path, or the URL without its password: safe to log
 
-    def __init__(self) -> None:
-        self.availability = Availability()
+    def __init__(self, *, cool_down_s: float = COOL_DOWN_S) -> None:
+        self.availability = Availability(cool_down_s=cool_down_s)
         self._migrated = False
         self._migrate_lock = threading.Lock()
 

@@ -66,9 +66,13 @@ class SqliteStore(StateStore):
 
     def _unavailable(self, error: BaseException) -> StateUnavailable | None:
         if isinstance(error, sqlite3.Error):
-            cause = f"{error} ({type(error).__name__})"
+            name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+            cause = f"{error} ({name})"
             if "unable to open" in str(error):
                 cause += self._directory_hint()
+            elif "readonly" in str(error):
+                cause += (f"; the file and its -wal and -shm files must be writable by "
+                          f"{_user()}")
             return StateUnavailable(self.where, cause)
         if isinstance(error, OSError):
             target = f" {error.filename}" if error.filename else ""
@@ -78,7 +82,7 @@ class SqliteStore(StateStore):
 
     def _directory_hint(self) -> str:
         directory = Path(self.path).parent
-        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
+        user = _user()
         if not directory.exists():
             return f"; the directory {directory} does not exist"
         if not directory.is_dir():
@@ -185,6 +189,10 @@ class SqliteStore(StateStore):
     def _probe(self) -> None:
         with self._connection() as connection:
             connection.execute("UPDATE state_heartbeat SET beats = beats + 1 WHERE id = 1")
+
+
+def _user() -> str:
+    return f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
 
 
 def _feedback_values(row: FeedbackRow) -> tuple[Any, ...]:

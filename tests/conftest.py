@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bench.postgres_cluster import Cluster
 from service.app import create_app
 from service.config import default_profiles_dir
 from service.observability.logs import JsonFormatter
@@ -20,7 +21,6 @@ from service.profiles import Profiles, load_profiles
 from .fixed_clock import FixedClock
 from .jwt_support import Signer, es384_signer, rs384_signer
 from .log_capture import JsonLog
-from .postgres_cluster import Cluster
 
 TESTS = Path(__file__).parent
 SCENARIOS = TESTS / "data" / "scenarios"

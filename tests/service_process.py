@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .postgres_cluster import free_port
+from bench.postgres_cluster import free_port
 
 CLI = Path(sys.executable).with_name("ipex-screen")
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from bench.postgres_cluster import Cluster
 from service.state.postgres import PostgresStore
 
 from .conftest import SCENARIOS, load_json
 from .jwt_support import Signer, jwks, write_issuers
-from .postgres_cluster import Cluster
 from .service_process import ServiceProcess
 from .test_cds_service import prefetch_call
 

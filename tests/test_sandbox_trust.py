@@ -29,6 +29,7 @@ from service.security.key_sets import KeySets
 from service.security.replay import ReplayStore
 from service.state.sqlite import SqliteStore
 
+from .conftest import TESTS, load_json
 from .jwt_support import Signer, es384_signer, jwks
 from .test_cds_service import classic_call, screening_day
 
@@ -119,6 +120,22 @@ def test_pinned_keys_without_a_listed_jku_refuse_a_token_that_names_one(
     aud = PUBLIC + SERVICE
     with pytest.raises(TokenRejected, match="jku"):
         verifier.verify(sandbox_token(sandbox, aud=aud), audience=aud)
+
+
+def test_a_token_the_real_sandbox_signed_passes_every_check_but_its_age(
+        tmp_path: Path, no_network: list[Any]) -> None:
+    """The sandbox's published key and one of its real tokens (2020): all but ``exp`` pass."""
+    real = load_json(TESTS / "data" / "cds" / "sandbox-2020-token.json")
+    assert jwt.get_unverified_header(real["token"]) == {
+        "alg": "ES384", "typ": "JWT", "kid": SANDBOX_KID, "jku": SANDBOX_JKU}
+    document = {"issuers": [{"iss": real["iss"], "jwks": real["jwks"], "jku": [real["jku"]]}]}
+    with pytest.raises(TokenRejected) as refused:
+        _verifier(tmp_path, document).verify(real["token"], audience=real["aud"])
+    assert refused.value.reason == "the token has expired"  # checked after the signature
+    forged = real["token"][:-8] + ("A" * 8 if not real["token"].endswith("A" * 8) else "B" * 8)
+    with pytest.raises(TokenRejected) as bad_signature:
+        _verifier(tmp_path, document).verify(forged, audience=real["aud"])
+    assert bad_signature.value.reason == "the signature does not verify"
 
 
 def test_a_sandbox_call_gets_its_card_with_no_outbound_request(

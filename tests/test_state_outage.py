@@ -19,14 +19,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bench.postgres_cluster import Cluster
+from bench.tcp_proxy import Proxy, proxy_to
 from service.app import create_app
 from service.state import StateStore
 
 from .conftest import SCENARIOS, load_json
 from .jwt_support import Signer, jwks, write_issuers
 from .log_capture import JsonLog
-from .postgres_cluster import Cluster
-from .tcp_proxy import Proxy, proxy_to
 from .test_cds_service import prefetch_call
 
 PUBLIC = "https://ipex.example.org"

@@ -1,7 +1,7 @@
 """The state store on both back ends: migrations, the replay marks, feedback, failures.
 
 Every test taking ``state_settings`` runs twice: on a SQLite file and on a fresh
-database of the session's PostgreSQL server (tests/postgres_cluster.py).
+database of the session's PostgreSQL server (bench/postgres_cluster.py).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.postgres_cluster import Cluster, free_port
+from bench.tcp_proxy import proxy_to
 from service.cds.feedback import FeedbackLog, feedback_row
 from service.config import load_settings
 from service.state import StateStore, StateUnavailable, open_store, state_problem
 from service.state.migrations import LATEST, MIGRATIONS
 from service.state.postgres import PostgresStore, safe_url
 from service.state.sqlite import SqliteStore
-
-from .postgres_cluster import Cluster, free_port
-from .tcp_proxy import proxy_to
 
 UTC = dt.UTC
 COOL_DOWN_S = 0.2  # the stores of these tests retry a failed store after this

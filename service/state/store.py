@@ -25,8 +25,10 @@ log = logging.getLogger("ipex_screen.state")
 T = TypeVar("T")
 
 # After a failure, calls fail at once for this long instead of each waiting out the
-# timeouts again; then one call tries the store (and a success closes the gap).
-COOL_DOWN_S = 1.0
+# timeouts again; then one call tries the store (and a success closes the gap). Longer
+# than a failing call's wait, so that a worker mostly answers from the failure; the
+# readiness probe ignores it, so recovery is seen at the next probe.
+COOL_DOWN_S = 5.0
 
 
 class StateUnavailable(Exception):
@@ -143,8 +145,11 @@ class StateStore(ABC):
         return self._guarded(lambda: self._prune_feedback(received_before))
 
     def probe(self) -> None:
-        """Prove the store can be written now (a one-row write), or raise StateUnavailable."""
-        self._guarded(self._probe)
+        """Prove the store can be written now (a one-row write), or raise StateUnavailable.
+
+        Always tries the store, cool-down or not: readiness reports what is true now.
+        """
+        self._guarded(self._probe, fresh=True)
 
     def schema_version(self) -> int:
         return self._guarded(self._schema_version)
@@ -189,8 +194,9 @@ class StateStore(ABC):
 
     # --- the guard every operation goes through -------------------------------------
 
-    def _guarded(self, operation: Callable[[], T]) -> T:
-        self.availability.check()
+    def _guarded(self, operation: Callable[[], T], *, fresh: bool = False) -> T:
+        if not fresh:
+            self.availability.check()
         try:
             if not self._migrated:
                 self._ensure_migrated()

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the tests: ``initdb`` in a temporary directory.
+"""A throwaway PostgreSQL server for the tests and benchmarks: ``initdb`` in a temp directory.
 
 One cluster per test session (started on first use, stopped at the end), listening on
 a free loopback port and on a unix socket in its own directory; each test gets a fresh

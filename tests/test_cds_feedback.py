@@ -110,6 +110,22 @@ def _item(**changes: Any) -> dict[str, Any]:
     ({"feedback": [_item(outcomeTimestamp="2021-12-11T10:05:31")]}, "outcomeTimestamp"),
     ({"feedback": [_item(outcome="overridden", acceptedSuggestions=KeyError,
                          overrideReason={"reason": {"code": "x"}})]}, "overrideReason"),
+    # the bounds (docs/security.md, "Feedback")
+    ({"feedback": [_item(card="c" * 129)]}, "card"),
+    ({"feedback": [_item(card="c" * 1_000_000)]}, "card"),
+    ({"feedback": [_item(acceptedSuggestions=[{"id": "s" * 129}])]}, "acceptedSuggestions"),
+    ({"feedback": [_item(acceptedSuggestions=[{"id": f"s-{i}"} for i in range(21)])]},
+     "acceptedSuggestions"),
+    ({"feedback": [_item(outcome="overridden", acceptedSuggestions=KeyError,
+                         overrideReason={"userComment": "x" * 4097})]}, "userComment"),
+    ({"feedback": [_item(outcome="overridden", acceptedSuggestions=KeyError,
+                         overrideReason={"reason": {"system": "s" * 1025, "code": "c"}})]},
+     "system"),
+    ({"feedback": [_item(outcome="overridden", acceptedSuggestions=KeyError,
+                         overrideReason={"reason": {"system": "http://x", "code": ""}})]},
+     "code"),
+    ({"feedback": [_item(outcomeTimestamp="0001-01-01T00:00:00+14:00")]}, "outcomeTimestamp"),
+    ({"feedback": [_item(outcomeTimestamp="9999-12-31T23:59:59-01:00")]}, "outcomeTimestamp"),
 ], ids=lambda v: str(v)[:60] if isinstance(v, str) else None)
 def test_invalid_feedback_is_400_and_nothing_is_stored(
         tmp_path: Path, body: dict[str, Any], named: str) -> None:
@@ -148,3 +164,30 @@ def test_the_state_directory_is_created_on_first_write(tmp_path: Path) -> None:
             __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC)}
     assert store.add([item]).new == 1
     assert [r["card"] for r in store.rows()] == ["c"]
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00Z", "0001-01-01T23:59:59+14:00",
+                                       "9999-12-31T23:59:59Z", "9999-12-31T00:00:00-12:00"])
+def test_timestamps_at_the_ends_of_the_range_are_stored(tmp_path: Path, timestamp: str) -> None:
+    client = cds_app(tmp_path).test_client()
+    response = client.post(FEEDBACK, json={"feedback": [_item(outcomeTimestamp=timestamp)]})
+    assert response.status_code == 200 and response.get_json()["stored"] == 1
+
+
+def test_the_most_items_and_the_longest_fields_are_accepted(tmp_path: Path) -> None:
+    client = cds_app(tmp_path).test_client()
+    longest = _item(card="c" * 128, acceptedSuggestions=[{"id": "s" * 128}] * 20)
+    override = _item(outcome="overridden", acceptedSuggestions=KeyError, overrideReason={
+        "reason": {"system": "s" * 1024, "code": "c" * 256, "display": "d" * 1024},
+        "userComment": "u" * 4096})
+    items = [longest, override] + [_item() for _ in range(98)]
+    response = client.post(FEEDBACK, json={"feedback": items})
+    assert response.status_code == 200 and response.get_json()["stored"] == 100
+
+
+def test_more_items_than_one_call_may_hold_is_413_and_nothing_is_stored(tmp_path: Path) -> None:
+    client = cds_app(tmp_path).test_client()
+    response = client.post(FEEDBACK, json={"feedback": [_item() for _ in range(101)]})
+    assert response.status_code == 413
+    assert "at most 100" in response.get_json()["error"]
+    assert _store(tmp_path).rows() == []

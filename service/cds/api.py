@@ -128,6 +128,7 @@ def service_call() -> Response:
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
 def feedback() -> Response:
     body = _trusted_body(gate_fhir_server=False)
+    schemas.check_feedback_count(body)
     loaded = schemas.load(schemas.FEEDBACK, body, what="CDS Hooks feedback")
     items = loaded["feedback"]
     try:

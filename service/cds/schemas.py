@@ -3,10 +3,16 @@
 Unknown fields are tolerated (the spec lets clients add extensions); the fields the
 spec requires are enforced. A field sent as JSON ``null`` where the spec makes it
 optional is read as absent. A failure becomes a 400 whose text names the fields.
+
+Feedback is bounded (docs/security.md): at most ``MAX_FEEDBACK_ITEMS`` items per call
+(more: 413), ids of at most ``MAX_ID_CHARS``, at most ``MAX_ACCEPTED_SUGGESTIONS``
+per item, coding fields and the user comment within their lengths (400 past them),
+and an ``outcomeTimestamp`` that can be placed in UTC (400, never a 500).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,13 +25,21 @@ from marshmallow import (
     validates_schema,
 )
 
-from ..edge.errors import BadRequest
+from ..edge.errors import BadRequest, PayloadTooLarge
 
 HOOK = "patient-view"
 # A FHIR id (R4 ``id`` datatype): it goes into URLs, so nothing else is let through.
 FHIR_ID = validate.Regexp(r"\A[A-Za-z0-9\-.]{1,64}\Z",
                           error="must be a FHIR id: 1 to 64 letters, digits, - or .")
 NON_EMPTY = validate.Length(min=1)
+
+MAX_FEEDBACK_ITEMS = 100
+MAX_ID_CHARS = 128  # a card or suggestion uuid is 36
+MAX_ACCEPTED_SUGGESTIONS = 20
+MAX_URI_CHARS = 1024  # a coding's system, and its display
+MAX_CODE_CHARS = 256
+MAX_COMMENT_CHARS = 4096
+ID_LENGTH = validate.Length(min=1, max=MAX_ID_CHARS)
 
 
 class _Tolerant(Schema):
@@ -69,32 +83,42 @@ class HookRequestSchema(_Tolerant):
                                   field_name="fhirServer")
 
 
+def _placeable_in_utc(value: dt.datetime) -> None:
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError("must lie between 0001-01-01 and 9999-12-31 once in UTC"
+                              ) from None
+
+
 class CodingSchema(_Tolerant):
-    system = fields.String(required=True)
-    code = fields.String(required=True)
-    display = fields.String(allow_none=True)
+    system = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URI_CHARS))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CODE_CHARS))
+    display = fields.String(allow_none=True, validate=validate.Length(max=MAX_URI_CHARS))
 
 
 class OverrideReasonSchema(_Tolerant):
     reason = fields.Nested(CodingSchema, allow_none=True)
-    userComment = fields.String(allow_none=True)
+    userComment = fields.String(allow_none=True, validate=validate.Length(max=MAX_COMMENT_CHARS))
 
 
 class AcceptedSuggestionSchema(_Tolerant):
-    id = fields.String(required=True, validate=NON_EMPTY)
+    id = fields.String(required=True, validate=ID_LENGTH)
 
 
 class FeedbackItemSchema(_Tolerant):
-    card = fields.String(required=True, validate=NON_EMPTY)
+    card = fields.String(required=True, validate=ID_LENGTH)
     outcome = fields.String(
         required=True,
         validate=validate.OneOf(["accepted", "overridden"],
                                 error="must be 'accepted' or 'overridden'"),
     )
     acceptedSuggestions = fields.List(
-        fields.Nested(AcceptedSuggestionSchema), allow_none=True)
+        fields.Nested(AcceptedSuggestionSchema), allow_none=True,
+        validate=validate.Length(max=MAX_ACCEPTED_SUGGESTIONS))
     overrideReason = fields.Nested(OverrideReasonSchema, allow_none=True)
-    outcomeTimestamp = fields.AwareDateTime(required=True, format="iso")
+    outcomeTimestamp = fields.AwareDateTime(required=True, format="iso",
+                                            validate=_placeable_in_utc)
 
     @validates_schema
     def _accepted_names_a_suggestion(self, data: Mapping[str, Any], **_: Any) -> None:
@@ -105,7 +129,7 @@ class FeedbackItemSchema(_Tolerant):
 
 class FeedbackSchema(_Tolerant):
     feedback = fields.List(fields.Nested(FeedbackItemSchema), required=True,
-                           validate=NON_EMPTY)
+                           validate=validate.Length(min=1, max=MAX_FEEDBACK_ITEMS))
 
 
 def _flatten(messages: Any, path: str = "") -> list[str]:
@@ -120,6 +144,14 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
     if isinstance(messages, list):
         return [line for m in messages for line in _flatten(m, path)]
     return [f"{path or 'body'}: {messages}"]
+
+
+def check_feedback_count(document: Any) -> None:
+    """413 when a feedback call holds more items than one call may (before validating them)."""
+    items = document.get("feedback") if isinstance(document, Mapping) else None
+    if isinstance(items, list) and len(items) > MAX_FEEDBACK_ITEMS:
+        raise PayloadTooLarge(f"{len(items)} feedback items in one call; at most "
+                              f"{MAX_FEEDBACK_ITEMS} are accepted: send them in several calls")
 
 
 def load(schema: Schema, document: Any, *, what: str) -> dict[str, Any]:

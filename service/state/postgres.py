@@ -15,6 +15,7 @@ A connection that went stale while pooled (the server restarted) is found by a
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import os
@@ -113,6 +114,7 @@ class PostgresStore(StateStore):
                                        application_name="ipex-screen")
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pool_pid = 0
+        self._closes_at_exit = 0
         self._pool_lock = threading.Lock()
         self._last_connect_error: tuple[float, str] | None = None
 
@@ -138,6 +140,10 @@ class PostgresStore(StateStore):
                 )
                 self._pool.open(wait=False)
                 self._pool_pid = os.getpid()
+                if self._closes_at_exit != os.getpid():
+                    # A worker that exits says goodbye to the server instead of vanishing.
+                    atexit.register(self.close)
+                    self._closes_at_exit = os.getpid()
             return self._pool
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:

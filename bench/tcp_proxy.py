@@ -44,20 +44,27 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # the listener was closed
-            if self._mode == "stall":
-                self._track(client)
-                continue
+            # Decided under the lock that down() and up() take: a connection accepted as
+            # the mode changes is either cut with the rest or follows the new mode.
+            with self._lock:
+                if self._mode == "stall":
+                    self._sockets.add(client)
+                    continue
+                if self._mode != "up":
+                    client.close()
+                    continue
             try:
                 upstream = socket.create_connection((HOST, self.target_port), timeout=5)
             except OSError:
                 client.close()
                 continue
-            self._track(client, upstream)
+            with self._lock:
+                if self._mode != "up":
+                    client.close()
+                    upstream.close()
+                    continue
+                self._sockets.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _track(self, *sockets: socket.socket) -> None:
-        with self._lock:
-            self._sockets.update(sockets)
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
@@ -100,22 +107,26 @@ class Proxy:
             pass
         self._listener.close()
 
+    def _set_mode(self, mode: str) -> None:
+        with self._lock:
+            self._mode = mode
+
     def down(self) -> None:
-        self._mode = "down"
+        self._set_mode("down")
         self._stop_listening()
         self._cut_all()
 
     def stall(self) -> None:
-        self._mode = "stall"
+        self._set_mode("stall")
 
     def up(self) -> None:
         if self._mode == "down":
             self._listener = self._listen(self.port)
-            self._mode = "up"
+            self._set_mode("up")
             self._start_accepting()
         else:
-            self._mode = "up"
             self._cut_all()  # stalled connections are dead to their clients by now
+            self._set_mode("up")
 
     def close(self) -> None:
         self._closing = True

@@ -18,10 +18,10 @@ import pytest
 from bench.postgres_cluster import Cluster
 from service.state.postgres import PostgresStore
 
+from .cds_support import prefetch_call
 from .conftest import SCENARIOS, load_json
 from .jwt_support import Signer, jwks, write_issuers
 from .service_process import ServiceProcess
-from .test_cds_service import prefetch_call
 
 PUBLIC = "https://ipex.example.org"
 SERVICE = "/cds-services/ipex-foxp3-screen"

@@ -29,9 +29,10 @@ from service.security.key_sets import KeySets
 from service.security.replay import ReplayStore
 from service.state.sqlite import SqliteStore
 
+from .cds_support import classic_call
 from .conftest import TESTS, load_json
+from .fixed_clock import FixedClock
 from .jwt_support import Signer, es384_signer, jwks
-from .test_cds_service import classic_call, screening_day
 
 SANDBOX = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
@@ -142,10 +143,11 @@ def test_a_sandbox_call_gets_its_card_with_no_outbound_request(
         tmp_path: Path, sandbox: Signer, monkeypatch: pytest.MonkeyPatch) -> None:
     issuers = tmp_path / "cds-issuers.json"
     issuers.write_text(json.dumps(_issuers(sandbox, jku=[SANDBOX_JKU])), encoding="utf-8")
+    clock = FixedClock()
     app = create_app({"state_db": str(tmp_path / "state.sqlite3"),
                       "cds_issuers_file": str(issuers), "public_base_url": PUBLIC,
-                      "bind_host": "0.0.0.0"})
-    call = classic_call(screening_day(monkeypatch))
+                      "bind_host": "0.0.0.0"}, today=clock.today, now=clock.now)
+    call = classic_call(clock)
     attempts: list[Any] = []
 
     def refuse(self: socket.socket, address: Any) -> None:

@@ -24,10 +24,10 @@ from bench.tcp_proxy import Proxy, proxy_to
 from service.app import create_app
 from service.state import StateStore
 
+from .cds_support import prefetch_call
 from .conftest import SCENARIOS, load_json
 from .jwt_support import Signer, jwks, write_issuers
 from .log_capture import JsonLog
-from .test_cds_service import prefetch_call
 
 PUBLIC = "https://ipex.example.org"
 SERVICE = "/cds-services/ipex-foxp3-screen"

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hypothesis
+import jsonschema_rs
 import pytest
 import responses
 import schemathesis
 from flask import Flask
 from schemathesis import checks
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.transport import Response
 from schemathesis.generation.case import Case
 
 from service.app import create_app
+from service.cds import schemas as cds_schemas
+from service.edge import openapi_schemas
 from service.edge.openapi import openapi_document, registered_paths
+from service.screening.record import ACCEPTED_BUNDLE_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +62,35 @@ def test_the_public_base_url_is_the_documented_server(tmp_path: Path) -> None:
 _STATE = tempfile.TemporaryDirectory(prefix="ipex-fuzz-")
 FUZZED_APP = create_app({"state_db": str(Path(_STATE.name) / "state.sqlite3"),
                          "cds_auth": "off", "max_entries": 50})
-schema = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_APP)
+# What a valid request may still get, besides 2xx: 401/404 (the spec's defaults), 412 (the
+# CDS call's FHIR server cannot be reached: none can, here), 422 (valid FHIR, no Patient).
+ACCEPTED_STATUSES = ["2xx", "401", "404", "412", "422"]
+CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_STATUSES}}})
+schema = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_APP, config=CONFIG)
+
+
+def _about_a_resource_in_the_record(response: Response) -> bool:
+    """A 400 naming an entry's resource: its FHIR validity, which the FHIR spec defines."""
+    if response.status_code != 400:
+        return False
+    body = response.json()
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        where = (body["issue"][0].get("expression") or [""])[0]
+        text = body["issue"][0].get("diagnostics", "")
+    else:
+        where, text = "", body.get("error", "") if isinstance(body, dict) else ""
+    return any(part.startswith("Bundle.entry[") and ".resource" in part
+               for part in (where, text.split(":", 1)[0], text.split(" ", 1)[0]))
+
+
+@schemathesis.check
+def valid_requests_are_accepted(ctx: checks.CheckContext, response: Response,
+                                case: Case) -> bool | None:
+    """schemathesis' positive_data_acceptance, but for FHIR validity of a record's resources."""
+    if _about_a_resource_in_the_record(response):
+        return None
+    return checks.positive_data_acceptance(ctx, response, case)
 
 
 @schema.parametrize()
@@ -75,5 +110,86 @@ def test_no_input_gives_a_5xx_or_an_undocumented_answer(case: Case) -> None:
                 checks.status_code_conformance,
                 checks.content_type_conformance,
                 checks.response_schema_conformance,
+                valid_requests_are_accepted,
             ]
         )
+
+
+# --- the document is as strict as the validation ------------------------------------------
+
+
+def _json_schema(value: Any) -> Any:
+    """OpenAPI 3.0's ``nullable`` as JSON Schema (``anyOf`` with null)."""
+    if isinstance(value, list):
+        return [_json_schema(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    converted = {k: _json_schema(v) for k, v in value.items() if k != "nullable"}
+    if value.get("nullable") is True:
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def _validator(name: str) -> Any:
+    components = _json_schema(openapi_document(FUZZED_APP)["components"])
+    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}",
+                                        "components": components})
+
+
+FEEDBACK_ITEM = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": "2026-03-01T10:00:00Z"}
+HOOK_CALL = {"hook": "patient-view", "hookInstance": "i-1", "context": {"patientId": "p-1"},
+             "prefetch": {"patient": None}}
+
+
+@pytest.mark.parametrize(("name", "path", "body", "status"), [
+    ("Feedback", "/cds-services/ipex-foxp3-screen/feedback", {"feedback": []}, 400),
+    ("Feedback", "/cds-services/ipex-foxp3-screen/feedback",
+     {"feedback": [FEEDBACK_ITEM] * 101}, 413),
+    ("Feedback", "/cds-services/ipex-foxp3-screen/feedback",
+     {"feedback": [{**FEEDBACK_ITEM, "card": "c" * 129}]}, 400),
+    ("Feedback", "/cds-services/ipex-foxp3-screen/feedback",
+     {"feedback": [{**FEEDBACK_ITEM, "outcomeTimestamp": "0001-01-01T00:00:00+14:00"}]}, 400),
+    ("Feedback", "/cds-services/ipex-foxp3-screen/feedback",
+     {"feedback": [{**FEEDBACK_ITEM, "outcome": "accepted"}]}, 400),
+    ("HookRequest", "/cds-services/ipex-foxp3-screen", {**HOOK_CALL, "fhirServer": ""}, 400),
+    ("HookRequest", "/cds-services/ipex-foxp3-screen", {**HOOK_CALL, "hook": "order-sign"}, 400),
+    ("HookRequest", "/cds-services/ipex-foxp3-screen",
+     {**HOOK_CALL, "context": {"patientId": "a/b"}}, 400),
+    ("HookRequest", "/cds-services/ipex-foxp3-screen",
+     {**HOOK_CALL, "fhirAuthorization": {"access_token": "t", "token_type": "Bearer",
+                                         "expires_in": 60, "scope": "s", "subject": "x"}}, 400),
+    ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": ""}, 400),
+    ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": "Bundle", "type": "history"}, 400),
+    ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": "Parameters", "parameter": []}, 400),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
+def test_what_the_service_refuses_the_document_refuses(
+        live_app: Flask, name: str, path: str, body: Any, status: int) -> None:
+    assert not _validator(name).is_valid(body), "the document calls it valid"
+    assert live_app.test_client().post(path, json=body).status_code == status
+
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("Feedback", {"feedback": [FEEDBACK_ITEM] * 100}),
+    ("Feedback", {"feedback": [{**FEEDBACK_ITEM, "outcomeTimestamp": "0001-01-01T00:00:00Z"}]}),
+    ("HookRequest", {**HOOK_CALL, "fhirServer": "https://ehr.example.org/fhir/R4"}),
+    ("ScreenInput", {"resourceType": "Bundle", "type": "collection", "entry": []}),
+])
+def test_what_the_service_accepts_the_document_accepts(name: str, body: Any) -> None:
+    assert _validator(name).is_valid(body)
+
+
+def test_the_document_has_the_bounds_the_validation_has() -> None:
+    assert cds_schemas.FHIR_ID.regex.pattern == (
+        r"\A" + openapi_schemas.FHIR_ID_PATTERN.removeprefix("^").removesuffix("$") + r"\Z")
+    for name in ("MAX_FEEDBACK_ITEMS", "MAX_ID_CHARS", "MAX_ACCEPTED_SUGGESTIONS",
+                 "MAX_URI_CHARS", "MAX_CODE_CHARS", "MAX_COMMENT_CHARS"):
+        assert getattr(openapi_schemas, name) == getattr(cds_schemas, name), name
+    assert set(openapi_schemas.BUNDLE_TYPES) == set(ACCEPTED_BUNDLE_TYPES)
+
+
+def test_the_state_store_failures_are_documented(live_app: Flask) -> None:
+    paths = openapi_document(live_app)["paths"]
+    for path in ("/cds-services/ipex-foxp3-screen", "/cds-services/ipex-foxp3-screen/feedback",
+                 "/fhir/$ipex-screen"):
+        assert "503" in paths[path]["post"]["responses"], path
+    assert paths["/readyz"]["get"]["responses"]["503"]["content"]

@@ -1,8 +1,9 @@
 """The OpenAPI 3.0 document at ``GET /openapi.json``: every endpoint, schemas kept truthful.
 
-FHIR resources are described as objects with a ``resourceType`` (their full shape is
-the FHIR R4 specification's and the profiles' in ``fhir_profiles/``); errors are an
-OperationOutcome under ``/fhir`` and ``{"error": ...}`` elsewhere. Paths whose
+The bodies are in :mod:`.openapi_schemas`, as strict as the validation behind each
+endpoint; FHIR resources inside them are objects with a ``resourceType`` (their full
+shape is the FHIR R4 specification's and the profiles' in ``fhir_profiles/``). Errors
+are an OperationOutcome under ``/fhir`` and ``{"error": ...}`` elsewhere. Paths whose
 endpoint this app does not register are left out, so the document never promises
 what the running service cannot do.
 """
@@ -16,121 +17,26 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 
 from .fhir_json import FHIR_JSON, JSON, json_response
+from .openapi_schemas import SCHEMAS, ref
 from .running import runtime
 
 bp = Blueprint("openapi", __name__)
 
-_REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
 
 def _fhir_content(schema: str) -> dict[str, Any]:
-    return {FHIR_JSON: {"schema": _ref(schema)}, JSON: {"schema": _ref(schema)}}
+    return {FHIR_JSON: {"schema": ref(schema)}, JSON: {"schema": ref(schema)}}
 
 
 def _outcome(description: str) -> dict[str, Any]:
     return {"description": description,
-            "content": {FHIR_JSON: {"schema": _ref("OperationOutcome")}}}
+            "content": {FHIR_JSON: {"schema": ref("OperationOutcome")}}}
 
 
 def _cds_error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+    return {"description": description, "content": {JSON: {"schema": ref("Error")}}}
 
 
 _BARE_401 = {"description": "no valid signed JWT from a trusted issuer (bare: no body promised)"}
-
-_SCHEMAS: dict[str, Any] = {
-    "Resource": {
-        "type": "object",
-        "required": ["resourceType"],
-        "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
-        "additionalProperties": True,
-    },
-    "OperationOutcome": {
-        "type": "object",
-        "required": ["resourceType", "issue"],
-        "properties": {
-            "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
-            "issue": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["severity", "code"],
-                    "properties": {
-                        "severity": {"type": "string"},
-                        "code": {"type": "string"},
-                        "diagnostics": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "ScreenResult": {
-        "description": "a RiskAssessment (one patient) or a collection Bundle of them",
-        "type": "object",
-        "required": ["resourceType"],
-        "properties": {"resourceType": {"type": "string", "enum": ["RiskAssessment", "Bundle"]}},
-    },
-    "ScreenInput": {
-        "description": "a FHIR R4 Bundle, or a Parameters resource whose parameter 'bundle' "
-        "holds one (and optionally 'asOf', a valueDate)",
-        "type": "object",
-        "required": ["resourceType"],
-        "properties": {"resourceType": {"type": "string"}},
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
-    },
-    "Discovery": {
-        "type": "object",
-        "required": ["services"],
-        "properties": {
-            "services": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["hook", "id", "description"],
-                    "properties": {
-                        "hook": {"type": "string"},
-                        "id": {"type": "string"},
-                        "title": {"type": "string"},
-                        "description": {"type": "string"},
-                        "prefetch": {"type": "object",
-                                     "additionalProperties": {"type": "string"}},
-                    },
-                },
-            }
-        },
-    },
-    "HookRequest": {
-        "type": "object",
-        "required": ["hook", "hookInstance", "context"],
-        "properties": {
-            "hook": {"type": "string"},
-            "hookInstance": {"type": "string"},
-            "fhirServer": {"type": "string"},
-            "fhirAuthorization": {"type": "object"},
-            "context": {"type": "object"},
-            "prefetch": {"type": "object"},
-        },
-    },
-    "CardsResponse": {
-        "type": "object",
-        "required": ["cards"],
-        "properties": {"cards": {"type": "array", "items": {"type": "object"}}},
-    },
-    "Feedback": {
-        "type": "object",
-        "required": ["feedback"],
-        "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
-    },
-}
 
 _FHIR_ERRORS = {
     "400": _outcome("not JSON, not a Bundle or Parameters, or an entry read is not valid FHIR; "
@@ -139,6 +45,8 @@ _FHIR_ERRORS = {
     "413": _outcome("body larger than IPEX_MAX_BODY_MB, or too many Bundle entries"),
     "415": _outcome("Content-Type is not application/fhir+json or application/json"),
     "422": _outcome("valid FHIR but nothing to screen (no Patient)"),
+    "503": _outcome("IPEX_API_ISSUERS_FILE is set and the JWT replay check cannot be made: "
+                    "the state store is unavailable (issue.code transient); try again"),
 }
 
 _CDS_ERRORS = {
@@ -149,6 +57,8 @@ _CDS_ERRORS = {
     "413": _cds_error("body too large or too many entries"),
     "415": _cds_error("Content-Type is not application/json"),
     "422": _cds_error("the request is well formed but cannot be screened"),
+    "503": _cds_error("the JWT replay check cannot be made: the state store is unavailable; "
+                      "nothing was screened or stored; try again"),
 }
 
 _PATHS: dict[str, Any] = {
@@ -160,7 +70,7 @@ _PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": _fhir_content("ScreenInput")},
             "responses": {
                 "200": {"description": "a RiskAssessment, or a collection Bundle of them",
-                        "content": {FHIR_JSON: {"schema": _ref("ScreenResult")}}},
+                        "content": {FHIR_JSON: {"schema": ref("ScreenResult")}}},
                 **_FHIR_ERRORS,
             },
         }
@@ -171,7 +81,7 @@ _PATHS: dict[str, Any] = {
             "summary": "The CapabilityStatement",
             "responses": {
                 "200": {"description": "CapabilityStatement",
-                        "content": {FHIR_JSON: {"schema": _ref("Resource")}}},
+                        "content": {FHIR_JSON: {"schema": ref("Resource")}}},
                 "404": _outcome("no CapabilityStatement is published"),
             },
         }
@@ -186,7 +96,7 @@ _PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {"description": "the resource",
-                        "content": {FHIR_JSON: {"schema": _ref("Resource")}}},
+                        "content": {FHIR_JSON: {"schema": ref("Resource")}}},
                 "404": _outcome("not a resource this server publishes"),
             },
         }
@@ -196,7 +106,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "cdsDiscovery",
             "summary": "CDS Hooks discovery (open to all)",
             "responses": {"200": {"description": "the services",
-                                  "content": {JSON: {"schema": _ref("Discovery")}}}},
+                                  "content": {JSON: {"schema": ref("Discovery")}}}},
         }
     },
     "/cds-services/ipex-foxp3-screen": {
@@ -205,10 +115,10 @@ _PATHS: dict[str, Any] = {
             "summary": "patient-view: a card recommending FOXP3 testing when IPEX is suspected",
             "security": [{"bearerJwt": []}],
             "requestBody": {"required": True,
-                            "content": {JSON: {"schema": _ref("HookRequest")}}},
+                            "content": {JSON: {"schema": ref("HookRequest")}}},
             "responses": {
                 "200": {"description": "cards (empty for low tier or suppressed)",
-                        "content": {JSON: {"schema": _ref("CardsResponse")}}},
+                        "content": {JSON: {"schema": ref("CardsResponse")}}},
                 **_CDS_ERRORS,
             },
         }
@@ -218,11 +128,16 @@ _PATHS: dict[str, Any] = {
             "operationId": "cdsFeedback",
             "summary": "CDS Hooks feedback on a card (stored, idempotent)",
             "security": [{"bearerJwt": []}],
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Feedback")}}},
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("Feedback")}}},
             "responses": {
-                "200": {"description": "feedback stored"},
+                "200": {"description": "feedback stored (items already stored count as "
+                        "duplicates)", "content": {JSON: {"schema": ref("FeedbackStored")}}},
                 **_CDS_ERRORS,
-                "503": _cds_error("the feedback could not be stored; send it again"),
+                "400": _cds_error("not valid CDS Hooks feedback, or a field past its length "
+                                  "(docs/security.md)"),
+                "413": _cds_error("more than 100 feedback items, or a body too large"),
+                "503": _cds_error("the state store is unavailable (the replay check or the "
+                                  "write could not be made): nothing was stored; send it again"),
             },
         }
     },
@@ -238,12 +153,16 @@ _PATHS: dict[str, Any] = {
     "/readyz": {
         "get": {
             "operationId": "readyz",
-            "summary": "Readiness: rules loaded",
+            "summary": "Readiness: rules loaded and the state store writable",
             "responses": {
                 "200": {"description": "ready", "content": {JSON: {"schema": {
                     "type": "object", "required": ["status"],
-                    "properties": {"status": {"type": "string"}}}}}},
-                "503": {"description": "not ready"},
+                    "properties": {"status": {"type": "string"},
+                                   "state": {"type": "string",
+                                             "enum": ["sqlite", "postgresql"]}}}}}},
+                "503": {"description": "not ready: the rules are not loaded, or the state "
+                        "store cannot be written (the reason names it)",
+                        "content": {JSON: {"schema": ref("NotReady")}}},
             },
         }
     },
@@ -303,7 +222,7 @@ def openapi_document(app: Flask, *, server_url: str | None = None) -> dict[str, 
         },
         "paths": {path: ops for path, ops in paths.items() if ops},
         "components": {
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy(SCHEMAS),
             "securitySchemes": {
                 "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                               "description": "a JWT signed by a trusted issuer (CDS Hooks "

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +18,13 @@ from .profiles import ProfilesError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("ipex_screen")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,13 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=None,
                        help="worker processes (default IPEX_WORKERS, else 2)")
-    screen = sub.add_parser("screen", help="screen FHIR Bundle files (or - for stdin)")
+    screen = sub.add_parser(
+        "screen", help="screen FHIR Bundle files (or - for stdin)",
+        description="Screen FHIR Bundle files. One file prints its RiskAssessment (a "
+                    "collection Bundle of them when it holds several patients); several "
+                    "files print one collection Bundle of every RiskAssessment, each "
+                    "entry's fullUrl naming its file and patient (file:///path#Patient/x).")
     screen.add_argument("files", nargs="+", metavar="FILE")
-    screen.add_argument("--as-of", type=dt.date.fromisoformat, default=None,
+    screen.add_argument("--as-of", type=_date, default=None,
                         help="screen as of this date (YYYY-MM-DD; default today)")
     screen.add_argument("--explain", action="store_true",
-                        help="print the findings (what counted, what did not and why) "
-                             "instead of the FHIR result")
+                        help="print the findings of every patient of every file (what "
+                             "counted, what did not and why, what could not be read) instead "
+                             "of the FHIR result: one object for one patient, else a list, "
+                             "each naming its file")
     return parser
 
 
@@ -67,14 +82,18 @@ def _read(name: str) -> bytes:
         return handle.read()
 
 
+def _file_url(name: str) -> str:
+    return "file:///dev/stdin" if name == "-" else Path(name).resolve().as_uri()
+
+
 def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     from .edge.fhir_json import parse_json
     from .runtime import Runtime
-    from .screening import ScreeningError
+    from .screening import ScreeningError, ScreeningResult
     from .screening.explain import explain_result
 
     runtime = Runtime.start(load_settings())
-    outputs: list[dict[str, Any]] = []
+    screened: list[tuple[str, list[ScreeningResult]]] = []
     failed = False
     for name in files:
         try:
@@ -92,13 +111,23 @@ def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
             failed = True
             _fail(name, exc.diagnostics, "invalid")
             continue
-        if explain:
-            outputs.extend(explain_result(r) for r in results)
-        else:
-            outputs.append(runtime.result_resource(results))
-    if outputs:
-        payload: Any = outputs[0] if len(files) == 1 else (
-            outputs if explain else runtime.collection(outputs))
+        screened.append((name, results))
+    payload: Any = None
+    if explain:
+        accounts = [{"file": name, **explain_result(r)} for name, results in screened
+                    for r in results]
+        payload = accounts[0] if len(accounts) == 1 and len(files) == 1 else accounts
+    elif len(files) == 1 and screened:
+        payload = runtime.result_resource(screened[0][1])
+    elif screened:
+        bundle = runtime.collection([runtime.risk_assessment(r) for _, results in screened
+                                     for r in results])
+        urls = [f"{_file_url(name)}#{r.patient.reference}" for name, results in screened
+                for r in results]
+        for entry, url in zip(bundle["entry"], urls, strict=True):
+            entry["fullUrl"] = url
+        payload = bundle
+    if payload is not None:
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_FAILED if failed else EXIT_OK
 

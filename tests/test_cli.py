@@ -77,6 +77,43 @@ def test_two_files_print_a_collection_bundle(tmp_path: Path,
     bundle = json.loads(out)
     assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "collection")
     assert [_risk(e["resource"]) for e in bundle["entry"]] == ["high", "low"]
+    assert [e["fullUrl"] for e in bundle["entry"]] == [
+        f"{high.resolve().as_uri()}#Patient/baby1", f"{low.resolve().as_uri()}#Patient/p"]
+
+
+def test_several_files_with_several_patients_give_one_flat_bundle_naming_each_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    multi, scenario = _bundle_file(tmp_path, "multi-patient-transaction-references")
+    high, _ = _bundle_file(tmp_path, "classic-infant-boy-triad")
+    code, out, err = _run(["screen", str(multi), str(high), "--as-of",
+                           scenario.as_of.isoformat()], capsys)
+    assert code == 0, err
+    entries = json.loads(out)["entry"]
+    assert all(e["resource"]["resourceType"] == "RiskAssessment" for e in entries)
+    assert [e["fullUrl"].split("#")[0].rsplit("/", 1)[-1] for e in entries] == [
+        multi.name, multi.name, high.name]
+    assert len({e["fullUrl"] for e in entries}) == 3
+
+
+def test_explain_covers_every_patient_of_every_file(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    multi, scenario = _bundle_file(tmp_path, "multi-patient-transaction-references")
+    high, _ = _bundle_file(tmp_path, "classic-infant-boy-triad")
+    code, out, err = _run(["screen", "--explain", str(multi), str(high), "--as-of",
+                           scenario.as_of.isoformat()], capsys)
+    assert code == 0, err
+    accounts = json.loads(out)
+    assert [(a["file"], a["tier"]) for a in accounts] == [
+        (str(multi), "low"), (str(multi), "high"), (str(high), "high")]
+
+
+def test_a_bad_as_of_says_which_format(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = _bundle_file(tmp_path, "classic-infant-boy-triad")
+    code, _, err = _run(["screen", str(path), "--as-of", "1/9/2025"], capsys)
+    assert code == 2
+    assert "'1/9/2025' is not a date: use YYYY-MM-DD" in err
 
 
 def test_a_file_with_two_patients_prints_a_bundle(tmp_path: Path,

@@ -369,3 +369,46 @@ def test_no_mutated_scenario_ever_gives_a_500(client: FlaskClient, data: st.Data
     if response.status_code != 200:
         assert payload["resourceType"] == "OperationOutcome"
         assert payload["issue"][0]["diagnostics"]
+
+
+# --- gzip bodies ------------------------------------------------------------------------------
+
+
+def _gzip_post(client: FlaskClient, data: bytes, **headers: str) -> Any:
+    return client.post(OPERATION, data=data, content_type=FHIR_JSON,
+                       headers={"Content-Encoding": "gzip", **headers})
+
+
+def test_a_gzip_body_is_screened_like_the_plain_one(client: FlaskClient) -> None:
+    import gzip
+
+    body = json.dumps(_bundle(_patient(), _condition())).encode()
+    plain = _post(client, body).get_json()
+    zipped = _gzip_post(client, gzip.compress(body))
+    assert zipped.status_code == 200, zipped.get_data(as_text=True)
+    assert zipped.get_json()["prediction"] == plain["prediction"]
+
+
+def test_a_gzip_bomb_is_413_by_its_decompressed_size(tmp_path: Path) -> None:
+    import gzip
+
+    app = create_app({"state_db": str(tmp_path / "s.sqlite3"), "cds_auth": "off",
+                      "max_body_mb": 1})
+    small = app.test_client()
+    bomb = gzip.compress(b" " * (50 * 1024 * 1024))  # 50 MB of spaces: about 50 KB sent
+    assert len(bomb) < 1024 * 1024
+    _outcome(_gzip_post(small, bomb), 413, "inflates to more than the limit")
+
+
+def test_gzip_without_its_header_is_named_not_called_invalid_utf8(client: FlaskClient) -> None:
+    import gzip
+
+    data = gzip.compress(json.dumps(_bundle(_patient())).encode())
+    _outcome(_post(client, data), 400, "gzip-compressed but has no 'Content-Encoding: gzip'")
+
+
+def test_a_broken_gzip_body_is_400_and_another_encoding_415(client: FlaskClient) -> None:
+    _outcome(_gzip_post(client, b"\x1f\x8bnot really gzip"), 400, "not valid gzip")
+    response = client.post(OPERATION, data=b"{}", content_type=FHIR_JSON,
+                           headers={"Content-Encoding": "br"})
+    _outcome(response, 415, "Content-Encoding br is not supported")

@@ -228,3 +228,24 @@ def test_no_entry_is_dropped_silently_whatever_the_shape(profiles: Profiles) -> 
     assert named == {f"Bundle.entry[{i}]" for i in range(4, 10)}
     assert result.tier == "high"
     assert dt.date.fromisoformat(CLASSIC.bundle["entry"][0]["resource"]["birthDate"])
+
+
+def test_an_empty_cds_body_asks_for_a_cds_request_not_a_bundle(tmp_path: Path) -> None:
+    client = cds_app(tmp_path).test_client()
+    response = client.post(SERVICE, data=b"", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == (
+        "the body is empty; send a CDS Hooks patient-view request as JSON")
+
+
+def test_a_prefetched_patient_of_another_id_is_called_that_not_missing(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    call = classic_call(clock)
+    call["prefetch"]["patient"]["id"] = "someone-else"
+    client = cds_app(tmp_path, clock=clock).test_client()
+    response = client.post(SERVICE, json=call)
+    assert response.status_code == 412
+    error = response.get_json()["error"]
+    assert "is Patient/someone-else, not the context's patient Patient/baby1" in error
+    assert "missing" not in error

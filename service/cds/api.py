@@ -75,7 +75,7 @@ def discovery() -> Response:
     return json_response(discovery_document(), mimetype=JSON)
 
 
-def _trusted_body(*, gate_fhir_server: bool) -> Any:
+def _trusted_body(*, gate_fhir_server: bool, what: str) -> Any:
     """The JSON body of a caller who may call: a refused caller's 401 comes before any 4xx."""
     mode = _state().mode
     if mode == "closed":  # refused before the body is even read
@@ -85,7 +85,8 @@ def _trusted_body(*, gate_fhir_server: bool) -> Any:
     problem: ApiError | None = None
     try:
         body = read_json(request, max_bytes=int(settings.max_body_mb * 1024 * 1024),
-                         max_depth=settings.max_json_depth, max_entries=settings.max_entries)
+                         max_depth=settings.max_json_depth, max_entries=settings.max_entries,
+                         what=what)
     except ApiError as error:
         problem = error
     fhir_server = None
@@ -105,7 +106,7 @@ def _trusted_body(*, gate_fhir_server: bool) -> Any:
 
 @bp.post(f"/cds-services/{SERVICE_ID}")
 def service_call() -> Response:
-    body = _trusted_body(gate_fhir_server=True)
+    body = _trusted_body(gate_fhir_server=True, what="a CDS Hooks patient-view request")
     call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
     rt = runtime()
     gathered = gather(call, rt.settings)
@@ -127,7 +128,7 @@ def service_call() -> Response:
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
 def feedback() -> Response:
-    body = _trusted_body(gate_fhir_server=False)
+    body = _trusted_body(gate_fhir_server=False, what="CDS Hooks feedback")
     schemas.check_feedback_count(body)
     loaded = schemas.load(schemas.FEEDBACK, body, what="CDS Hooks feedback")
     items = loaded["feedback"]

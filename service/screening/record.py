@@ -209,26 +209,27 @@ def _observation_parts(
     if components is not None and not isinstance(components, list):
         problems.add(f"{where}.component", "is not a list of components")
         return tuple(parts)
-    text_only: list[str] = []
+    text_only, shown = 0, []
     for i, component in enumerate(components or ()):
-        if not isinstance(component, dict):
-            problems.add(f"{where}.component[{i}]", "is not a component")
-            continue
-        raw = component.get("code")
-        if type(raw) is dict and not raw.get("coding"):
+        raw = component.get("code") if type(component) is dict else None
+        if type(raw) is dict and "coding" not in raw:
             # A text-only code: nothing the rules can match; said once per Observation.
-            text_only.append(str(raw.get("text"))[:40])
+            text_only += 1
+            if text_only <= 3:
+                shown.append(repr(str(raw.get("text"))[:40]))
             continue
         at = f"{where}.component[{i}]"
+        if type(component) is not dict:
+            problems.add(at, "is not a component")
+            continue
         part_code = fields.concept(raw, f"{at}.code", problems)
         if _code_is_read("Observation", part_code, rules, None):
             assert part_code is not None
             parts.append(fields.observation_part(component, part_code, at, problems))
     if text_only:
-        shown = ", ".join(repr(text) for text in text_only[:3])
-        problems.add(f"{where}.component", f"{len(text_only)} component"
-                     f"{'s have' if len(text_only) > 1 else ' has'} only a text code "
-                     f"({shown}{', ...' if len(text_only) > 3 else ''}): not read")
+        problems.add(f"{where}.component", f"{text_only} component"
+                     f"{'s have' if text_only > 1 else ' has'} only a text code "
+                     f"({', '.join(shown)}{', ...' if text_only > 3 else ''}): not read")
     return tuple(parts)
 
 

@@ -323,5 +323,6 @@ def test_a_broken_lab_file_stops_loading_the_profiles(tmp_path: Path) -> None:
     labs = load_json(copied / LABS_FILE)
     labs["labs"][0]["positivity"] = "sometimes"
     (copied / LABS_FILE).write_text(json.dumps(labs), encoding="utf-8")
-    with pytest.raises(ProfilesError, match="positivity must be fixed, ordered or shown"):
+    with pytest.raises(ProfilesError,
+                       match=r"labs\.0\.positivity: Input should be .fixed., .ordered. or .shown."):
         load_profiles(copied)

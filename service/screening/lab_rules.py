@@ -14,12 +14,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from .dates import AgeLimit
+from .rule_documents import (
+    AgeDoc,
+    CodedValuesDoc,
+    InterpretationDoc,
+    LabDoc,
+    LabRulesDoc,
+    ScaleDoc,
+    ThresholdDoc,
+)
 from .units import UnitConverter, UnitError, normalise_unit, shared_converter
 
 Direction = Literal["above", "below", "both"]
 Positivity = Literal["fixed", "ordered", "shown"]
-_OPS = (">", ">=", "<", "<=")
 _MOLAR_AGREEMENT = 0.01  # paired mass/molar thresholds must agree within 1 %
 
 
@@ -147,74 +157,43 @@ class LabRules:
 # --- parsing -------------------------------------------------------------------
 
 
-def _need(doc: Mapping[str, Any], key: str, where: str) -> Any:
-    if not isinstance(doc, Mapping) or key not in doc:
-        raise LabRulesError(f"{where}: missing '{key}'")
-    return doc[key]
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                     for err in exc.errors()[:8])
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
-        raise LabRulesError(f"{where}: expected a list of strings")
-    return tuple(value)
-
-
-def _aliases(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise LabRulesError(f"{where}: unitAliases must map a unit to its UCUM spelling")
+def _aliases(value: Mapping[str, str]) -> dict[str, str]:
     return {normalise_unit(k): v for k, v in value.items()}
 
 
-def _flag(value: Any, where: str, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise LabRulesError(f"{where}: {name} must be true or false")
-    return value
+def _age(value: AgeDoc) -> AgeLimit:
+    return AgeLimit(value.value, value.unit)
 
 
-def _age(value: Any, where: str) -> AgeLimit:
-    if not isinstance(value, Mapping) or not isinstance(value.get("value"), int | float):
-        raise LabRulesError(f"{where}: an age needs a numeric 'value' and a 'unit'")
-    if value.get("unit") not in ("a", "mo", "wk", "d"):
-        raise LabRulesError(f"{where}: age unit must be one of a, mo, wk, d")
-    return AgeLimit(float(value["value"]), str(value["unit"]))
+def _threshold(value: ThresholdDoc | None) -> Threshold | None:
+    return Threshold(value.op, value.value) if value is not None else None
 
 
-def _threshold(value: Any, where: str) -> Threshold | None:
-    if value is None:
-        return None
-    op = _need(value, "op", where)
-    number = _need(value, "value", where)
-    if op not in _OPS or not isinstance(number, int | float) or isinstance(number, bool):
-        raise LabRulesError(f"{where}: a threshold is {{op: one of {_OPS}, value: number}}")
-    return Threshold(str(op), float(number))
-
-
-def _scale(doc: Any, converter: UnitConverter, where: str) -> Scale:
-    unit = str(_need(doc, "unit", where))
+def _scale(doc: ScaleDoc, converter: UnitConverter, where: str) -> Scale:
     try:
-        converter.check(unit)
+        converter.check(doc.unit)
     except UnitError as exc:
         raise LabRulesError(f"{where}: {exc}") from None
     bands = []
     previous: float | None = None
-    for i, band in enumerate(doc.get("byAge") or []):
+    for i, band in enumerate(doc.by_age):
         at = f"{where}.byAge[{i}]"
-        starts = _age(_need(band, "from", at), at)
+        starts = _age(band.start)
         # Compare band starts in days on a fixed birth date: the order must rise.
         days = (starts.date_reached(dt.date(2000, 1, 1)) - dt.date(2000, 1, 1)).days
         if previous is not None and days <= previous:
             raise LabRulesError(f"{at}: age bands must be in rising order")
         previous = days
-        bands.append(AgeBand(starts, _threshold(band.get("threshold"), at),
-                             str(_need(band, "label", at))))
-    threshold = _threshold(doc.get("threshold"), where)
+        bands.append(AgeBand(starts, _threshold(band.threshold), band.label))
+    threshold = _threshold(doc.threshold)
     if threshold is not None and bands:
         raise LabRulesError(f"{where}: give either 'threshold' or 'byAge', not both")
-    return Scale(str(doc.get("name", unit)), unit, threshold, tuple(bands))
+    return Scale(doc.name or doc.unit, doc.unit, threshold, tuple(bands))
 
 
 def _check_molar_pairs(lab: LabDefinition, converter: UnitConverter, where: str) -> None:
@@ -237,87 +216,59 @@ def _check_molar_pairs(lab: LabDefinition, converter: UnitConverter, where: str)
                 )
 
 
-def _lab(doc: Any, converter: UnitConverter, where: str) -> LabDefinition:
-    lab_id = str(_need(doc, "id", where))
-    where = f"{where} '{lab_id}'"
-    positivity = _need(doc, "positivity", where)
-    if positivity not in ("fixed", "ordered", "shown"):
-        raise LabRulesError(f"{where}: positivity must be fixed, ordered or shown")
-    direction = _need(doc, "direction", where)
-    if direction not in ("above", "below", "both"):
-        raise LabRulesError(f"{where}: direction must be above, below or both")
-    scales_doc = _need(doc, "scales", where)
-    if not isinstance(scales_doc, list) or (not scales_doc and positivity != "ordered"):
+def _lab(doc: LabDoc, converter: UnitConverter, where: str) -> LabDefinition:
+    where = f"{where} '{doc.id}'"
+    if not doc.scales and doc.positivity != "ordered":
         # A presence test (an antibody reported positive) is judged by its interpretation
         # or coded value alone: an ordered lab may have no scale.
         raise LabRulesError(f"{where}: needs at least one scale")
-    scales = tuple(_scale(s, converter, f"{where}.scales[{i}]") for i, s in enumerate(scales_doc))
-    if positivity == "fixed" and any(s.threshold is None for s in scales):
+    scales = tuple(_scale(s, converter, f"{where}.scales[{i}]") for i, s in enumerate(doc.scales))
+    if doc.positivity == "fixed" and any(s.threshold is None for s in scales):
         raise LabRulesError(f"{where}: fixed positivity needs a threshold on every scale")
-    molar = doc.get("molarMass")
-    if molar is not None and (not isinstance(molar, int | float) or molar <= 0):
-        raise LabRulesError(f"{where}: molarMass must be a positive number (g/mol)")
-    from_age = doc.get("countsFromAge")
     lab = LabDefinition(
-        id=lab_id,
-        display=str(_need(doc, "display", where)),
-        codes=frozenset(_strings(_need(doc, "codes", where), f"{where}.codes")),
-        positivity=positivity,
-        direction=direction,
+        id=doc.id,
+        display=doc.display,
+        codes=frozenset(doc.codes),
+        positivity=doc.positivity,
+        direction=doc.direction,
         scales=scales,
-        convert_between_scales=_flag(
-            doc.get("convertBetweenScales", True), where, "convertBetweenScales"),
-        molar_mass=float(molar) if molar is not None else None,
-        unit_aliases=_aliases(doc.get("unitAliases"), where),
-        counts_from_age=_age(from_age, f"{where}.countsFromAge") if from_age else None,
-        part=str(doc["part"]) if doc.get("part") else None,
-        otherwise=str(doc["otherwise"]) if doc.get("otherwise") else None,
-        evidence=str(doc["evidence"]) if doc.get("evidence") else None,
+        convert_between_scales=doc.convert_between_scales,
+        molar_mass=doc.molar_mass,
+        unit_aliases=_aliases(doc.unit_aliases),
+        counts_from_age=_age(doc.counts_from_age) if doc.counts_from_age else None,
+        part=doc.part or None,
+        otherwise=doc.otherwise or None,
+        evidence=doc.evidence or None,
     )
-    if positivity == "shown" and (lab.part or lab.evidence or lab.otherwise):
+    if doc.positivity == "shown" and (lab.part or lab.evidence or lab.otherwise):
         raise LabRulesError(f"{where}: a shown lab is not scored (no part or evidence)")
-    if positivity != "shown" and not (lab.part or lab.evidence):
+    if doc.positivity != "shown" and not (lab.part or lab.evidence):
         raise LabRulesError(f"{where}: a scored lab needs a 'part' or an 'evidence' id")
     _check_molar_pairs(lab, converter, where)
     return lab
 
 
-def _interpretations(doc: Any) -> dict[str, Interpretations]:
-    systems = frozenset(_strings(_need(doc, "systems", "interpretation"), "interpretation.systems"))
+def _interpretations(doc: InterpretationDoc) -> dict[str, Interpretations]:
     result = {}
-    for direction in ("above", "below"):
-        item = _need(doc, direction, "interpretation")
-        where = f"interpretation.{direction}"
-        positive = frozenset(_strings(_need(item, "positive", where), where))
-        negative = frozenset(_strings(_need(item, "negative", where), where))
+    for direction, side in (("above", doc.above), ("below", doc.below)):
+        positive, negative = frozenset(side.positive), frozenset(side.negative)
         if positive & negative:
-            raise LabRulesError(f"{where}: {sorted(positive & negative)} are on both sides")
-        result[direction] = Interpretations(systems, positive, negative)
+            raise LabRulesError(f"interpretation.{direction}: {sorted(positive & negative)} "
+                                "are on both sides")
+        result[direction] = Interpretations(frozenset(doc.systems), positive, negative)
     return result
 
 
-def _coded_values(doc: Any) -> CodedValues:
-    def codes(key: str) -> frozenset[tuple[str, str]]:
-        items = _need(doc, key, "codedValues")
-        if not isinstance(items, list):
-            raise LabRulesError(f"codedValues.{key}: expected a list of codings")
-        return frozenset(
-            (str(_need(c, "system", f"codedValues.{key}")), str(_need(c, "code", key)))
-            for c in items
-        )
-
-    positive, negative = codes("positive"), codes("negative")
+def _coded_values(doc: CodedValuesDoc) -> CodedValues:
+    positive = frozenset((c.system, c.code) for c in doc.positive)
+    negative = frozenset((c.system, c.code) for c in doc.negative)
     if positive & negative:
         raise LabRulesError("codedValues: a code is both positive and negative")
     return CodedValues(
         positive=positive,
         negative=negative,
-        positive_text=frozenset(
-            t.lower() for t in _strings(_need(doc, "positiveText", "codedValues"), "positiveText")
-        ),
-        negative_text=frozenset(
-            t.lower() for t in _strings(_need(doc, "negativeText", "codedValues"), "negativeText")
-        ),
+        positive_text=frozenset(t.lower() for t in doc.positive_text),
+        negative_text=frozenset(t.lower() for t in doc.negative_text),
     )
 
 
@@ -329,12 +280,12 @@ def parse_lab_rules(
 ) -> LabRules:
     """Build and check the lab rules; ``categories``: lab evidence id -> its category id."""
     converter = converter or shared_converter()
-    if not isinstance(doc, Mapping):
-        raise LabRulesError("the lab rules must be a JSON object")
-    labs_doc = _need(doc, "labs", "lab rules")
-    if not isinstance(labs_doc, list) or not labs_doc:
-        raise LabRulesError("labs: expected a non-empty list")
-    labs = tuple(_lab(item, converter, f"labs[{i}]") for i, item in enumerate(labs_doc))
+    try:
+        parsed = LabRulesDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise LabRulesError(f"the lab rules do not match their schema: {_problems(exc)}"
+                            ) from None
+    labs = tuple(_lab(item, converter, f"labs[{i}]") for i, item in enumerate(parsed.labs))
     if len({lab.id for lab in labs}) != len(labs):
         raise LabRulesError("labs: ids must be unique")
     by_code: dict[str, LabDefinition] = {}
@@ -347,18 +298,10 @@ def parse_lab_rules(
                 )
             by_code[code] = lab
 
-    combinations = []
-    for i, item in enumerate(doc.get("combinations") or []):
-        where = f"combinations[{i}]"
-        needs = _strings(_need(item, "needs", where), f"{where}.needs")
-        combinations.append(Combination(
-            id=str(_need(item, "id", where)),
-            display=str(_need(item, "display", where)),
-            needs=needs,
-            missing=str(_need(item, "missing", where)),
-            yields_to_coded_evidence=_flag(
-                item.get("yieldsToCodedEvidence", False), where, "yieldsToCodedEvidence"),
-        ))
+    combinations = tuple(
+        Combination(c.id, c.display, c.needs, c.missing, c.yields_to_coded_evidence)
+        for c in parsed.combinations
+    )
     parts = {need for c in combinations for need in c.needs}
     for lab in labs:
         if lab.part is not None and lab.part not in parts:
@@ -383,7 +326,7 @@ def parse_lab_rules(
     if unproduced:
         raise LabRulesError(f"labEvidence {sorted(unproduced)} is produced by no lab rule")
 
-    global_aliases = _aliases(doc.get("unitAliases"), "unitAliases")
+    global_aliases = _aliases(parsed.unit_aliases)
     for lab in labs:
         for alias, target in {**global_aliases, **lab.unit_aliases}.items():
             try:
@@ -392,7 +335,7 @@ def parse_lab_rules(
                 raise LabRulesError(f"lab '{lab.id}': unit alias '{alias}': {exc}") from None
 
     derived = frozenset(by_code)
-    declared = frozenset(_strings(_need(doc, "readCodes", "lab rules"), "readCodes"))
+    declared = frozenset(parsed.read_codes)
     if declared != derived:
         missing, extra = sorted(derived - declared), sorted(declared - derived)
         raise LabRulesError(
@@ -401,15 +344,14 @@ def parse_lab_rules(
             + (f"; not in any lab {extra}" if extra else "")
         )
     return LabRules(
-        version=str(doc.get("version", "")),
+        version=parsed.version,
         labs=labs,
         by_code=by_code,
-        combinations=tuple(combinations),
-        interpretations=_interpretations(_need(doc, "interpretation", "lab rules")),
-        coded_values=_coded_values(_need(doc, "codedValues", "lab rules")),
+        combinations=combinations,
+        interpretations=_interpretations(parsed.interpretation),
+        coded_values=_coded_values(parsed.coded_values),
         unit_aliases=global_aliases,
         categories=dict(categories),
         read_codes=derived,
         converter=converter,
     )
-

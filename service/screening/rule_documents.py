@@ -147,3 +147,84 @@ class ScreeningRulesDoc(_Strict):
     suppression: SuppressionDoc
     tiers: tuple[TierRowDoc, ...] = Field(min_length=1)
     recommendations: dict[str, dict[str, RecommendationDoc]]
+
+
+# --- fhir_profiles/rules/ipex-lab-rules.json -------------------------------------------
+
+
+class ThresholdDoc(_Strict):
+    op: Literal[">", ">=", "<", "<="]
+    value: float
+
+
+class AgeBandDoc(_Strict):
+    start: AgeDoc = Field(alias="from")
+    threshold: ThresholdDoc | None = None
+    label: str = Field(min_length=1)
+
+
+class ScaleDoc(_Strict):
+    name: str | None = None
+    unit: str = Field(min_length=1)
+    threshold: ThresholdDoc | None = None
+    by_age: tuple[AgeBandDoc, ...] = Field(default=(), alias="byAge")
+
+
+class LabDoc(_Strict):
+    id: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    codes: tuple[str, ...] = Field(min_length=1)
+    positivity: Literal["fixed", "ordered", "shown"]
+    direction: Literal["above", "below", "both"]
+    scales: tuple[ScaleDoc, ...]
+    convert_between_scales: bool = Field(default=True, alias="convertBetweenScales")
+    molar_mass: float | None = Field(default=None, alias="molarMass", gt=0)
+    unit_aliases: dict[str, str] = Field(default_factory=dict, alias="unitAliases")
+    counts_from_age: AgeDoc | None = Field(default=None, alias="countsFromAge")
+    part: str | None = None
+    otherwise: str | None = None
+    evidence: str | None = None
+    note: str = ""
+    source: str = ""
+
+
+class CombinationDoc(_Strict):
+    id: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    needs: tuple[str, ...] = Field(min_length=1)
+    missing: str = Field(min_length=1)
+    yields_to_coded_evidence: bool = Field(default=False, alias="yieldsToCodedEvidence")
+    note: str = ""
+
+
+class InterpretationSideDoc(_Strict):
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+
+
+class InterpretationDoc(_Strict):
+    systems: tuple[str, ...] = Field(min_length=1)
+    above: InterpretationSideDoc
+    below: InterpretationSideDoc
+
+
+class CodedValuesDoc(_Strict):
+    positive: tuple[CodingDoc, ...]
+    negative: tuple[CodingDoc, ...]
+    positive_text: tuple[str, ...] = Field(alias="positiveText")
+    negative_text: tuple[str, ...] = Field(alias="negativeText")
+
+
+class LabRulesDoc(_Strict):
+    """The lab definitions (rules section 2, Labs), as the informaticist writes them."""
+
+    id: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    title: str = ""
+    source: str = ""
+    read_codes: tuple[str, ...] = Field(alias="readCodes")
+    unit_aliases: dict[str, str] = Field(default_factory=dict, alias="unitAliases")
+    interpretation: InterpretationDoc
+    coded_values: CodedValuesDoc = Field(alias="codedValues")
+    combinations: tuple[CombinationDoc, ...] = ()
+    labs: tuple[LabDoc, ...] = Field(min_length=1)

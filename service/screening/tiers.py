@@ -18,17 +18,8 @@ from .ruleset import CriterionRef, Requirement, RuleSet, SupportingCount, TierRo
 
 
 @dataclass(frozen=True, slots=True)
-class MetRequirement:
-    """How one requirement of the winning row was met (for the rationale)."""
-
-    requirement: Requirement
-    met_by: tuple[CategoryFinding, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class TierDecision:
     row: TierRow
-    met: tuple[MetRequirement, ...]
 
     @property
     def tier(self) -> str:
@@ -57,12 +48,12 @@ def _meets(
     findings: Findings,
     rules: RuleSet,
     birth: dt.date | None,
-) -> tuple[CategoryFinding, ...] | None:
+) -> bool:
     before: dt.date | None = None
     at_or_after: dt.date | None = None
     if requirement.onset_before is not None or requirement.onset_at_or_after is not None:
         if birth is None:
-            return None
+            return False
         if requirement.onset_before is not None:
             before = requirement.onset_before.date_reached(birth)
         if requirement.onset_at_or_after is not None:
@@ -71,26 +62,20 @@ def _meets(
         if isinstance(alternative, CriterionRef):
             finding = findings.criteria.get(alternative.criterion)
             if finding is not None and _began_within(finding, before, at_or_after):
-                return (finding,)
+                return True
         elif isinstance(alternative, SupportingCount):
             counted = [
                 f for f in supporting_counted(findings, rules, birth)
                 if _began_within(f, before, at_or_after)
             ]
             if len(counted) >= alternative.at_least:
-                return tuple(counted)
-    return None
+                return True
+    return False
 
 
 def decide_tier(findings: Findings, rules: RuleSet, birth: dt.date | None) -> TierDecision:
     """Return the first row of the tier table that the findings meet."""
     for row in rules.tiers:
-        met: list[MetRequirement] = []
-        for requirement in row.requirements:
-            by = _meets(requirement, findings, rules, birth)
-            if by is None:
-                break
-            met.append(MetRequirement(requirement, by))
-        else:
-            return TierDecision(row, tuple(met))
+        if all(_meets(r, findings, rules, birth) for r in row.requirements):
+            return TierDecision(row)
     raise AssertionError("the rule set guarantees a final 'low' row")

@@ -46,16 +46,19 @@ def _strict() -> bool:
 def ipex_screen() -> Response:
     rt = runtime()
     require_api_caller(request)
+    strict = _strict()
+    # The nesting walk only for strict handling, whose FHIR validator recurses.
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
-                     max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries)
+                     max_depth=rt.settings.max_json_depth if strict else None,
+                     max_entries=rt.settings.max_entries)
     as_of = _as_of(body)
     with paused_gc():
-        return _screened(rt, body, as_of)
+        return _screened(rt, body, as_of, strict=strict)
 
 
-def _screened(rt: Runtime, body: Any, as_of: dt.date | None) -> Response:
+def _screened(rt: Runtime, body: Any, as_of: dt.date | None, *, strict: bool) -> Response:
     try:
-        if _strict():
+        if strict:
             problems = rt.strict_problems(body, as_of=as_of)
             if problems:
                 raise Unprocessable(

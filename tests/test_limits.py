@@ -71,8 +71,30 @@ def test_a_very_deep_document_is_checked_without_recursion() -> None:
 # --- through the FHIR operation -------------------------------------------------------
 
 
-def test_too_deep_json_gets_400(client: FlaskClient) -> None:
-    assert "deeper than 64" in _outcome(client.post(OPERATION, json=_nested(65)), 400)
+def _deep_in_an_unread_field(depth: int) -> dict[str, Any]:
+    bundle = json.loads(json.dumps(BUNDLE))
+    node: Any = "x"
+    for _ in range(depth):
+        node = {"extension": [node]}
+    bundle["entry"][1]["resource"]["note"] = [node]
+    return bundle
+
+
+def test_deep_json_in_a_field_never_read_is_screened_around(client: FlaskClient) -> None:
+    """The lenient reading is iterative and reads fields at fixed places: nesting it
+    never reads costs nothing, so it is not walked (a fifth of a CDS call)."""
+    response = client.post(OPERATION, json=_deep_in_an_unread_field(200))
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_too_deep_json_gets_400_where_something_recurses(client: FlaskClient) -> None:
+    strict = client.post(OPERATION, json=_deep_in_an_unread_field(70),
+                         headers={"Prefer": "handling=strict"})
+    assert "deeper than 64" in _outcome(strict, 400)
+    feedback = client.post("/cds-services/ipex-foxp3-screen/feedback",
+                           json={"feedback": [{"card": "x", "deep": _nested(70)}]})
+    assert feedback.status_code == 400
+    assert "deeper than 64" in feedback.get_json()["error"]
 
 
 def test_json_deeper_than_the_parser_allows_gets_400(client: FlaskClient) -> None:

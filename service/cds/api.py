@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from ..edge.errors import ApiError, ServiceUnavailable, from_screening
-from ..edge.fhir_json import JSON, json_response, read_json
+from ..edge.fhir_json import JSON, json_response, paused_gc, read_json
 from ..edge.running import runtime
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
@@ -75,7 +75,7 @@ def discovery() -> Response:
     return json_response(discovery_document(), mimetype=JSON)
 
 
-def _trusted_body(*, gate_fhir_server: bool, what: str) -> Any:
+def _trusted_body(*, gate_fhir_server: bool, what: str, walk_depth: bool) -> Any:
     """The JSON body of a caller who may call: a refused caller's 401 comes before any 4xx."""
     mode = _state().mode
     if mode == "closed":  # refused before the body is even read
@@ -85,8 +85,8 @@ def _trusted_body(*, gate_fhir_server: bool, what: str) -> Any:
     problem: ApiError | None = None
     try:
         body = read_json(request, max_bytes=int(settings.max_body_mb * 1024 * 1024),
-                         max_depth=settings.max_json_depth, max_entries=settings.max_entries,
-                         what=what)
+                         max_depth=settings.max_json_depth if walk_depth else None,
+                         max_entries=settings.max_entries, what=what)
     except ApiError as error:
         problem = error
     fhir_server = None
@@ -106,7 +106,14 @@ def _trusted_body(*, gate_fhir_server: bool, what: str) -> Any:
 
 @bp.post(f"/cds-services/{SERVICE_ID}")
 def service_call() -> Response:
-    body = _trusted_body(gate_fhir_server=True, what="a CDS Hooks patient-view request")
+    with paused_gc():
+        return _service_call()
+
+
+def _service_call() -> Response:
+    # No nesting walk: the prefetch is read at fixed places, iteratively (see limits.py).
+    body = _trusted_body(gate_fhir_server=True, what="a CDS Hooks patient-view request",
+                         walk_depth=False)
     call = schemas.load(schemas.HOOK_REQUEST, body, what="CDS Hooks patient-view request")
     rt = runtime()
     gathered = gather(call, rt.settings)
@@ -128,7 +135,7 @@ def service_call() -> Response:
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
 def feedback() -> Response:
-    body = _trusted_body(gate_fhir_server=False, what="CDS Hooks feedback")
+    body = _trusted_body(gate_fhir_server=False, what="CDS Hooks feedback", walk_depth=True)
     schemas.check_feedback_count(body)
     loaded = schemas.load(schemas.FEEDBACK, body, what="CDS Hooks feedback")
     items = loaded["feedback"]

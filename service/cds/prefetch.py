@@ -81,12 +81,12 @@ class PrefetchedResources:
 
 
 def _is_outcome(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
 def _reference_names(reference: Any, patient_id: str) -> bool:
     """Whether a Reference points at ``Patient/{patient_id}`` (relative, absolute or versioned)."""
-    if not isinstance(reference, Mapping):
+    if not isinstance(reference, dict):
         return False
     value = reference.get("reference")
     if not isinstance(value, str):
@@ -98,32 +98,29 @@ def _reference_names(reference: Any, patient_id: str) -> bool:
 
 
 def about_patient(resource: Any, resource_type: str, patient_id: str) -> Any | None:
-    """A copy pointing at ``Patient/{id}``, or None when it is another type or patient.
+    """The resource when it is this patient's, None when it is another type or patient.
 
     What cannot be read (not a resource, no resourceType, no usable subject) is kept as
-    it is: the screening names it rather than this filter dropping it unseen.
+    it is: the screening names it rather than this filter dropping it unseen. The
+    subject is not rewritten: the screening resolves relative, absolute and versioned
+    references to ``Patient/{id}`` the same way this filter does.
     """
-    if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return resource
     if resource["resourceType"] != resource_type:
         return None
     subject = resource.get("subject")
-    if subject is None or not isinstance(subject, Mapping) \
+    if subject is None or not isinstance(subject, dict) \
             or not isinstance(subject.get("reference"), str):
         return resource
-    if not _reference_names(subject, patient_id):
-        return None
-    copy = dict(resource)
-    # One reference form, so the core links it to the Patient whatever form the server used.
-    copy["subject"] = {**resource["subject"], "reference": f"Patient/{patient_id}"}
-    return copy
+    return resource if _reference_names(subject, patient_id) else None
 
 
 def _unique(found: list[Found]) -> list[Found]:
     seen: set[str] = set()
     kept = []
     for item in found:
-        rid = item.resource.get("id") if isinstance(item.resource, Mapping) else None
+        rid = item.resource.get("id") if isinstance(item.resource, dict) else None
         if isinstance(rid, str):
             if rid in seen:
                 continue  # the same resource on two pages
@@ -197,7 +194,7 @@ class Gatherer:
                 # The client's read found no Patient: there is nobody to screen.
                 raise PreconditionFailed("prefetch 'patient' is null: there is no Patient to "
                                          "screen")
-            if isinstance(given, Mapping) and given.get("resourceType") == "Patient":
+            if isinstance(given, dict) and given.get("resourceType") == "Patient":
                 if given.get("id") in (None, self.patient_id):
                     return Found({**given, "id": self.patient_id}, "prefetch.patient")
                 log.warning("CDS prefetch 'patient' is another patient: fetched instead")
@@ -207,7 +204,7 @@ class Gatherer:
                         f"context's patient Patient/{self.patient_id}, and the call has no "
                         "fhirServer to read the right one from")
             elif not _is_outcome(given):
-                shown = given.get("resourceType") if isinstance(given, Mapping) else None
+                shown = given.get("resourceType") if isinstance(given, dict) else None
                 raise BadRequest(
                     "prefetch.patient must be a Patient, an OperationOutcome or null; got "
                     + (f"a {shown}" if isinstance(shown, str) else type(given).__name__))
@@ -221,23 +218,23 @@ class Gatherer:
             given = self._prefetch[key]
             if given is None:
                 return []
-            if isinstance(given, Mapping) and given.get("resourceType") == "Bundle":
+            if isinstance(given, dict) and given.get("resourceType") == "Bundle":
                 entries = given.get("entry")
                 if entries is not None and not isinstance(entries, list):
                     raise BadRequest(f"prefetch.{key}.entry must be an array")
                 if next_link(given) is None:
-                    return [Found(e.get("resource") if isinstance(e, Mapping) else e,
+                    return [Found(e.get("resource") if isinstance(e, dict) else e,
                                   f"prefetch.{key}.entry[{i}]"
-                                  + (".resource" if isinstance(e, Mapping) else ""))
+                                  + (".resource" if isinstance(e, dict) else ""))
                             for i, e in enumerate(entries or [])
-                            if not (isinstance(e, Mapping) and e.get("resource") is None
+                            if not (isinstance(e, dict) and e.get("resource") is None
                                     and "request" in e)]
                 gathered.fetched.append(key)
                 return [Found(r, f"{resource_type} search result {i + 1} from fhirServer "
                                  f"(prefetch.{key} continued)")
                         for i, r in enumerate(self._fhir(key).entries_from(given))]
             if not _is_outcome(given):
-                shown = given.get("resourceType") if isinstance(given, Mapping) else None
+                shown = given.get("resourceType") if isinstance(given, dict) else None
                 raise BadRequest(
                     f"prefetch.{key} must be a searchset Bundle, an OperationOutcome or null; "
                     "got " + (f"a {shown}" if isinstance(shown, str) else type(given).__name__))

@@ -12,7 +12,7 @@ import orjson
 from flask import Request, Response
 
 from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
-from .limits import check_json_limits
+from .limits import check_json_limits, count_entries
 
 FHIR_JSON = "application/fhir+json"
 JSON = "application/json"
@@ -55,8 +55,9 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
     """Parse a JSON body, refusing the wrong media type (415) and oversize bodies (413).
 
     A ``Content-Encoding: gzip`` body is accepted (interface engines compress large
-    Bundles), the limit applying to its decompressed size. With ``max_depth`` /
-    ``max_entries``, also too deep nesting (400) and too many Bundle entries (413): see
+    Bundles), the limit applying to its decompressed size. ``max_entries`` caps the
+    Bundle entries the service reads (413); ``max_depth``, for a body handed to code that
+    recurses into it, also walks every node for the nesting depth (400): see
     :mod:`.limits`. ``what`` names what the caller should have sent, in their terms.
     """
     mimetype = request.mimetype
@@ -87,9 +88,10 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
             raise BadRequest("the body is gzip-compressed but has no 'Content-Encoding: "
                              "gzip' header") from None
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if max_depth is not None or max_entries is not None:
-        check_json_limits(document, max_depth=max_depth or 10_000,
-                          max_entries=max_entries or 10**9)
+    if max_depth is not None:
+        check_json_limits(document, max_depth=max_depth, max_entries=max_entries or 10**9)
+    elif max_entries is not None:
+        count_entries(document, max_entries=max_entries)
     return document
 
 

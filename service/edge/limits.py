@@ -1,8 +1,16 @@
 """Caps on what a parsed JSON body may look like.
 
-The body size is capped before parsing (``IPEX_MAX_BODY_MB``, 413); after parsing,
-:func:`check_json_limits` caps the nesting depth (400: no FHIR resource nests that
-deep, so the body is malformed) and the number of Bundle entries (413: too much work).
+The body size is capped before parsing (``IPEX_MAX_BODY_MB``, 413; the parser itself
+refuses nesting past 1,024 levels). After parsing:
+
+* :func:`count_entries` caps the Bundle entries the service will read (413: too much
+  work): the request's Bundle, a ``Parameters`` bundle, each CDS Hooks prefetch Bundle.
+  It looks only where such a Bundle can be, so it costs nothing on a large record.
+* :func:`check_json_limits` also caps the nesting depth (400), walking every node; it
+  runs only for what is handed to code that recurses into the structure (the FHIR
+  validator under ``Prefer: handling=strict``, the feedback store). The lenient reading
+  of a record is iterative and reads fields at fixed places, so a deep structure it
+  never reads costs it nothing, and the walk over every node was a fifth of a CDS call.
 """
 
 from __future__ import annotations
@@ -12,14 +20,37 @@ from typing import Any
 from .errors import BadRequest, PayloadTooLarge
 
 
+def _bundle_entries(value: Any) -> int:
+    if type(value) is dict and value.get("resourceType") == "Bundle":
+        entries = value.get("entry")
+        return len(entries) if type(entries) is list else 0
+    return 0
+
+
+def count_entries(document: Any, *, max_entries: int) -> None:
+    """Raise PayloadTooLarge when the Bundles the service reads hold over ``max_entries``."""
+    entries = _bundle_entries(document)
+    if type(document) is dict:
+        if document.get("resourceType") == "Parameters":
+            parameters = document.get("parameter")
+            for parameter in parameters if type(parameters) is list else ():
+                if type(parameter) is dict:
+                    entries += _bundle_entries(parameter.get("resource"))
+        prefetch = document.get("prefetch")
+        if type(prefetch) is dict:
+            entries += sum(_bundle_entries(v) for v in prefetch.values())
+    if entries > max_entries:
+        raise PayloadTooLarge(f"the body holds more than {max_entries} Bundle entries")
+
+
 def check_json_limits(document: Any, *, max_depth: int, max_entries: int) -> None:
     """Raise BadRequest when nesting exceeds ``max_depth``, PayloadTooLarge over ``max_entries``.
 
     Entries are summed over every Bundle in the document (a Parameters-wrapped Bundle,
     the Bundles of a CDS Hooks prefetch). The walk is iterative: no recursion limit.
     """
-    # Level by level, with exact type checks and no per-node tuples: this walk runs on
-    # every request body, and the per-node version cost 2-3x the JSON parse itself.
+    # Level by level, with exact type checks and no per-node tuples: this walk visits
+    # every node, and the per-node version cost 2-3x the JSON parse itself.
     entries = 0
     level: list[Any] = [document] if type(document) in (dict, list) else []
     depth = 1

@@ -10,6 +10,7 @@ Quantities, dates and Observation components.
 from __future__ import annotations
 
 import datetime as dt
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,9 +27,18 @@ class Problems(list[tuple[str, str]]):
         self.append((where, reason))
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = \
+    2, 3, 3, 40, 40
+
+
+def shown(value: Any) -> str:
+    """A value from the record, short and safe to quote however deep it nests."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_shown = shown
 
 
 def string(value: Any, where: str, problems: Problems) -> str | None:

@@ -145,7 +145,8 @@ def _sex(patient: Mapping[str, Any], where: str, problems: Problems) -> tuple[Se
             code = ext.get("valueCode")
             if code not in _BIRTH_SEX:
                 problems.add(f"{where}.extension[{i}].valueCode",
-                             f"birth sex {code!r} is not M, F or UNK: sex taken as unknown")
+                             f"birth sex {fields.shown(code)} is not M, F or UNK: sex taken "
+                             "as unknown")
             return _BIRTH_SEX.get(code, "unknown") if isinstance(code, str) else "unknown", \
                 "us-core-birthsex"
     for i, ext in enumerate(listed):
@@ -161,8 +162,8 @@ def _sex(patient: Mapping[str, Any], where: str, problems: Problems) -> tuple[Se
     if gender is None:
         return "unknown", "absent"
     if not isinstance(gender, str) or gender not in _GENDERS:
-        problems.add(f"{where}.gender", f"{gender!r} is not a FHIR gender (male, female, "
-                                        "other, unknown): sex taken as unknown")
+        problems.add(f"{where}.gender", f"{fields.shown(gender)} is not a FHIR gender "
+                                        "(male, female, other, unknown): sex taken as unknown")
         return "unknown", "gender"
     return _GENDERS[gender], "gender"
 
@@ -233,6 +234,27 @@ def _observation_parts(
     return tuple(parts)
 
 
+def _plainly_not_read(entry: _Entry, raw: Any, rules: RuleSet) -> bool:
+    """True for a resource whose codings are all well formed and none the rules read, and
+    with no component (most of a whole-record Bundle: vital signs, routine labs)."""
+    if type(raw) is not dict or entry.resource.get("component") is not None:
+        return False
+    codings = raw.get("coding")
+    if type(codings) is not list or not codings:
+        return False
+    reads = rules.reads_condition_code if entry.kind == "Condition" \
+        else rules.reads_observation_code
+    for coding in codings:
+        if type(coding) is not dict:
+            return False
+        system, code = coding.get("system"), coding.get("code")
+        if type(system) is not str or type(code) is not str or not system or not code.strip():
+            return False
+        if reads(system, code):
+            return False
+    return True
+
+
 def _is_read(entry: _Entry, rules: RuleSet, order_code: tuple[str, str] | None,
              problems: Problems) -> tuple[bool, Concept | None]:
     """Whether the rules read this resource (its code, or a component's), and its code.
@@ -240,7 +262,10 @@ def _is_read(entry: _Entry, rules: RuleSet, order_code: tuple[str, str] | None,
     A resource whose code cannot be read at all could be anything: it counts as read,
     so that the problem is reported rather than the entry passed over.
     """
-    code = fields.concept(entry.resource.get("code"), f"{entry.where}.code", problems)
+    raw = entry.resource.get("code")
+    if entry.kind != "ServiceRequest" and _plainly_not_read(entry, raw, rules):
+        return False, None  # well-formed codes the rules never read: nothing to build
+    code = fields.concept(raw, f"{entry.where}.code", problems)
     if _code_is_read(entry.kind, code, rules, order_code):
         return True, code
     if entry.kind == "Observation":
@@ -333,7 +358,7 @@ def _entries(entries: Sequence[Any], everyone: list[NotRead]) -> list[_Entry]:
     for index, entry in enumerate(entries):
         where = f"Bundle.entry[{index}]"
         if not isinstance(entry, dict):
-            everyone.append(NotRead(where, f"the entry is {entry!r:.40}, not an object: "
+            everyone.append(NotRead(where, f"the entry is {fields.shown(entry)}, not an object: "
                                            "whatever it was meant to hold was not read"))
             continue
         resource = entry.get("resource")
@@ -343,11 +368,11 @@ def _entries(entries: Sequence[Any], everyone: list[NotRead]) -> list[_Entry]:
             continue
         if not isinstance(resource, dict):
             everyone.append(NotRead(f"{where}.resource",
-                                    f"is {resource!r:.40}, not a FHIR resource"))
+                                    f"is {fields.shown(resource)}, not a FHIR resource"))
             continue
         kind = resource.get("resourceType")
         if not isinstance(kind, str) or kind not in RESOURCE_TYPES:
-            what = f"{kind!r} is not a FHIR resource type" if isinstance(kind, str) \
+            what = f"{fields.shown(kind)} is not a FHIR resource type" if isinstance(kind, str) \
                 else "the resource has no resourceType"
             everyone.append(NotRead(f"{where}.resource.resourceType",
                                     f"{what}: the resource was not read"))
@@ -430,7 +455,8 @@ def _owner(
         return None
     ref = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(ref, str):
-        shown = f"is {subject!r:.40}" if not isinstance(subject, dict) else "has no reference"
+        shown = f"is {fields.shown(subject)}" if not isinstance(subject, dict) \
+            else "has no reference"
         everyone.append(NotRead(where, f"{shown}, not a Reference to a Patient: it was not "
                                        "read", entry.key))
         return None

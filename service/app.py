@@ -40,8 +40,10 @@ def create_app(
 
     from . import fhir_api, operations
     from .edge import headers, openapi
+    from .publication import api as publication
     from .security import guard
     from .state import open_store
+    from .timeline import api as timeline
 
     store = open_store(settings)
     store.start()  # migrations; when the store is down, readiness says so until it is back
@@ -52,6 +54,8 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(operations.bp)
+    app.register_blueprint(publication.bp)
+    app.register_blueprint(timeline.bp)
     from . import cds
 
     cds.register(app, settings, store, now=runtime.now)

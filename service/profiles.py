@@ -1,6 +1,8 @@
 """Load ``fhir_profiles/`` once at start: the rule set and the conformance resources.
 
-A broken or inconsistent file stops the start with a message naming the file.
+A broken or inconsistent file stops the start with a message naming the file. The
+rule set's ``Library`` (its source attributes included) is not a file: it is generated
+here from the rule documents (:mod:`.publication.library`), so nothing is typed twice.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .publication.library import rules_library
 from .screening import RuleSet, RuleSetError, build_rule_set
 
 RULES_FILE = "rules/ipex-screening-rules.json"
@@ -70,4 +73,13 @@ def load_profiles(directory: Path) -> Profiles:
         rules = build_rule_set(rules_doc, value_sets, labs_doc=labs_doc)
     except (RuleSetError, KeyError, TypeError, ValueError) as exc:
         raise ProfilesError(f"{rules_path}: {exc}") from exc
+    documents = {f"fhir_profiles/{RULES_FILE}": rules_doc}
+    if labs_doc is not None:
+        documents[f"fhir_profiles/{LABS_FILE}"] = labs_doc
+    library = rules_library(rules, documents=documents, value_set_titles={
+        str(doc.get("url")): str(doc.get("title")) for doc in value_sets})
+    if ("Library", library["id"]) in resources:
+        raise ProfilesError(f"{directory}/Library/{library['id']}.json: the rule set's Library "
+                            "is generated from the rule documents; remove the file")
+    resources[("Library", library["id"])] = library
     return Profiles(rules=rules, resources=resources)

@@ -18,7 +18,6 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -28,7 +27,7 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import default_profiles_dir
-from service.profiles import Profiles
+from service.profiles import Profiles, load_profiles
 
 from .conftest import load_json, scenario_files
 from .fhir_validation import VALIDATOR_DIR, ValidationIssue, validate_resources
@@ -166,8 +165,14 @@ def _outcome(case: str, response: Any, status: int) -> Labelled:
     return Labelled(f"{status} {case}", outcome)
 
 
-def conformance_files() -> list[Path]:
-    return sorted(p for p in PROFILES_DIR.glob("*/*.json") if p.parent.name != "rules")
+@functools.cache
+def _loaded() -> Profiles:
+    return load_profiles(PROFILES_DIR)
+
+
+def published_ids() -> list[tuple[str, str]]:
+    """(type, id) of every published resource: the files and the generated Library."""
+    return sorted(_loaded().resources)
 
 
 def published_resources(client: FlaskClient) -> list[Labelled]:
@@ -176,8 +181,8 @@ def published_resources(client: FlaskClient) -> list[Labelled]:
     response = client.get("/fhir/metadata")
     assert response.status_code == 200
     served.append(Labelled("GET /fhir/metadata", response.get_json()))
-    for path in conformance_files():
-        url = f"/fhir/{path.parent.name}/{path.stem}"
+    for kind, rid in published_ids():
+        url = f"/fhir/{kind}/{rid}"
         response = client.get(url)
         assert response.status_code == 200, url
         served.append(Labelled(f"GET {url}", response.get_json()))
@@ -599,7 +604,8 @@ def test_the_profile_constrains_only_elements_of_risk_assessment() -> None:
 
 def _published(kind: str) -> dict[str, Resource]:
     """Canonical URL -> resource, for every published resource of one type."""
-    return {doc["url"]: doc for doc in map(load_json, sorted((PROFILES_DIR / kind).glob("*.json")))}
+    return {doc["url"]: dict(doc) for (k, _), doc in sorted(_loaded().resources.items())
+            if k == kind}
 
 
 def test_the_method_coding_is_defined_by_its_code_system(corpus: Corpus) -> None:
@@ -655,7 +661,7 @@ def test_the_capability_statement_points_at_what_is_published() -> None:
     for url in (risk_assessment["profile"], *risk_assessment["supportedProfile"]):
         assert profiles[url]["type"] == "RiskAssessment"
     readable = {t for t, r in by_type.items() if {"code": "read"} in r.get("interaction", [])}
-    published_types = {p.parent.name for p in conformance_files()}
+    published_types = {kind for kind, _ in published_ids()}
     assert readable == published_types, "every published type, and only those, can be read"
 
 

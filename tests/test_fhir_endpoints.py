@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import default_profiles_dir
-from service.profiles import CANONICAL_BASE
+from service.profiles import CANONICAL_BASE, load_profiles
 
 from .conftest import load_json
 from .fhir_validation import validate_resources
@@ -17,6 +17,8 @@ from .fhir_validation import validate_resources
 FHIR_JSON = "application/fhir+json"
 PROFILES_DIR = default_profiles_dir()
 PUBLISHED = sorted(p for p in PROFILES_DIR.glob("*/*.json") if p.parent.name != "rules")
+GENERATED = sorted(set(load_profiles(PROFILES_DIR).resources)
+                   - {(p.parent.name, p.stem) for p in PUBLISHED})
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,22 @@ def test_every_conformance_resource_is_readable_at_its_canonical_path(
     assert resource == load_json(path)
     assert (resource["resourceType"], resource["id"]) == (kind, rid)
     assert resource["url"] == f"{CANONICAL_BASE}{kind}/{rid}", "the canonical URL names the read"
+
+
+@pytest.mark.parametrize("kind, rid", GENERATED, ids=[f"{k}/{i}" for k, i in GENERATED])
+def test_every_generated_resource_is_readable_at_its_canonical_path(
+    fhir_client: FlaskClient, kind: str, rid: str
+) -> None:
+    response = fhir_client.get(f"/fhir/{kind}/{rid}")
+    assert response.status_code == 200
+    resource = response.get_json()
+    assert (resource["resourceType"], resource["id"]) == (kind, rid)
+    assert resource["url"] == f"{CANONICAL_BASE}{kind}/{rid}", "the canonical URL names the read"
+
+
+def test_the_rule_set_library_is_generated() -> None:
+    assert ("Library", "ipex-screening-rules") in GENERATED, (
+        "the Library is generated from the rule documents, not a file")
 
 
 def test_the_profile_and_operation_the_statement_names_are_readable(

@@ -20,6 +20,9 @@ from .ruleset import RuleSet
 PROFILE = "https://ipex-screen.org/fhir/StructureDefinition/ipex-risk-assessment"
 METHOD_SYSTEM = "https://ipex-screen.org/fhir/CodeSystem/ipex-screening-method"
 RISK_SYSTEM = "http://terminology.hl7.org/CodeSystem/risk-probability"
+# FHIR R4's own extension for "the Library holding the logic used": the rule set's Library,
+# which carries its source attributes (citations, developer, funding, dates, data used).
+LIBRARY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 RISK_DISPLAY = {
     "low": "Low likelihood",
     "moderate": "Moderate likelihood",
@@ -226,6 +229,10 @@ def risk_assessment(
         resource["id"] = resource_id
     resource["meta"] = {"profile": [PROFILE]}
     resource["text"] = {"status": "generated", "div": narrative(result)}
+    resource["extension"] = [{
+        "url": LIBRARY_EXTENSION,
+        "valueCanonical": f"{rules.publication.library}|{rules.version}",
+    }]
     resource["status"] = "final"
     resource["subject"] = {"reference": result.patient.reference}
     resource["occurrenceDateTime"] = computed_at.isoformat(timespec="seconds")

@@ -7,7 +7,7 @@ here knows what a criterion means: these are the shapes an informaticist edits.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,6 +130,57 @@ class RecommendationDoc(_Strict):
     uses_order_code: bool = Field(default=False, alias="usesOrderCode")
 
 
+class DeveloperDoc(_Strict):
+    name: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+
+
+class RevisionDoc(_Strict):
+    version: str = Field(min_length=1)
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    summary: str = Field(min_length=1)
+
+
+class CitationDoc(_Strict):
+    id: str = Field(min_length=1)
+    citation: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https://")
+    supports: str = Field(min_length=1)
+
+
+#: The patient data elements 45 CFR 170.315(b)(11)(iv)(A)(5)-(13) asks about, in its order.
+DataElement = Literal[
+    "race", "ethnicity", "language", "sexual orientation", "gender identity", "sex",
+    "date of birth", "social determinants of health", "health status assessments",
+]
+SOURCE_ATTRIBUTE_ELEMENTS: tuple[str, ...] = get_args(DataElement)
+
+
+class DataElementDoc(_Strict):
+    element: DataElement
+    use: Literal["input", "output", "input and output", "not used"]
+    explanation: str = Field(min_length=1)
+
+
+class PublicationDoc(_Strict):
+    """Who made the rules, from which evidence, when, and which patient data they use.
+
+    The source of the evidence-based decision support source attributes (45 CFR
+    170.315(b)(11)(iv)(A)): the FHIR Library and the page are generated from it.
+    """
+
+    library: str = Field(min_length=1)
+    purpose: str = Field(min_length=1)
+    intended_use: str = Field(alias="intendedUse", min_length=1)
+    developer: DeveloperDoc
+    funding: str = Field(min_length=1)
+    release_date: str = Field(alias="releaseDate", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    revisions: tuple[RevisionDoc, ...] = Field(min_length=1)
+    citations: tuple[CitationDoc, ...] = Field(min_length=1)
+    data_elements: tuple[DataElementDoc, ...] = Field(alias="dataElements")
+
+
 class ScreeningRulesDoc(_Strict):
     """The whole rule table, as the informaticist writes it."""
 
@@ -139,6 +190,7 @@ class ScreeningRulesDoc(_Strict):
     title: str = Field(min_length=1)
     date: str = Field(min_length=1)
     source: str = ""
+    publication: PublicationDoc
     system_aliases: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="systemAliases")
     criteria: tuple[CategoryDoc, ...] = Field(min_length=1)
     supporting_features: SupportingDoc = Field(alias="supportingFeatures")

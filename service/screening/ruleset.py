@@ -21,9 +21,11 @@ from pydantic import ValidationError
 from .dates import AgeLimit, InvalidDate, date_after
 from .lab_rules import LabRules, LabRulesError, parse_lab_rules
 from .rule_documents import (
+    SOURCE_ATTRIBUTE_ELEMENTS,
     AgeDoc,
     CategoryDoc,
     CauseDoc,
+    PublicationDoc,
     RecommendationDoc,
     ScreeningRulesDoc,
     TierRowDoc,
@@ -220,6 +222,7 @@ class RuleSet:
     version: str
     title: str
     date: str
+    publication: PublicationDoc  # who made the rules, from what evidence (not screened on)
     aliases: SystemAliases
     criteria: tuple[Category, ...]
     supporting: tuple[Category, ...]
@@ -507,6 +510,27 @@ def _lab_evidence_owners(categories: Sequence[Category]) -> dict[str, str]:
     return found
 
 
+def _publication(doc: ScreeningRulesDoc) -> PublicationDoc:
+    """The publication facts, checked against the rule set they describe."""
+    publication = doc.publication
+    elements = [e.element for e in publication.data_elements]
+    if tuple(elements) != SOURCE_ATTRIBUTE_ELEMENTS:
+        raise RuleSetError("publication.dataElements: say once for each of "
+                           f"{list(SOURCE_ATTRIBUTE_ELEMENTS)}, in that order (the "
+                           "regulation's), whether it is used")
+    latest = publication.revisions[-1]
+    if (latest.version, latest.date) != (doc.version, doc.date):
+        raise RuleSetError(f"publication.revisions: the last revision must be this rule set's "
+                           f"version {doc.version} of {doc.date}, got {latest.version} of "
+                           f"{latest.date}")
+    if publication.revisions[0].date != publication.release_date:
+        raise RuleSetError("publication.releaseDate must be the date of the first revision")
+    ids = [c.id for c in publication.citations]
+    if len(set(ids)) != len(ids):
+        raise RuleSetError("publication.citations: ids must be unique")
+    return publication
+
+
 def _parse(rules_doc: Mapping[str, Any]) -> ScreeningRulesDoc:
     try:
         return ScreeningRulesDoc.model_validate(rules_doc)
@@ -584,6 +608,7 @@ def build_rule_set(
         version=doc.version,
         title=doc.title,
         date=doc.date,
+        publication=_publication(doc),
         aliases=SystemAliases({
             alias: canonical for canonical, names in doc.system_aliases.items() for alias in names
         }),

@@ -1,0 +1,25 @@
+"""``GET /source-attributes``: the rule set's source attributes as a page (HTML)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from ..edge.running import runtime
+from .page import source_attributes_page, style_hash
+
+bp = Blueprint("publication", __name__)
+
+PAGE_PATH = "/source-attributes"
+
+
+@bp.get(PAGE_PATH)
+def source_attributes() -> Response:
+    rules = runtime().profiles.rules
+    library_id = rules.publication.library.rsplit("/", 1)[-1]
+    html = source_attributes_page(rules, library_path=f"fhir/Library/{library_id}")
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src {style_hash()}; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'none'")
+    response.headers["Cache-Control"] = "no-cache"
+    return response

@@ -37,6 +37,9 @@ class Settings:
     max_json_depth: int = 64
     max_entries: int = 100_000
     bind_host: str | None = None
+    smart_client_id: str = "ipex-screen-timeline"
+    smart_scope: str = ("launch patient/Patient.rs patient/Condition.rs patient/Observation.rs "
+                        "patient/ServiceRequest.rs")
 
     @property
     def order_coding(self) -> tuple[str, str] | None:
@@ -118,6 +121,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                       ("IPEX_MAX_ENTRIES", "max_entries")):
         if get(name):
             values[key] = int(_number(name, get(name, ""), int))
+    for name, key in (("IPEX_SMART_CLIENT_ID", "smart_client_id"),
+                      ("IPEX_SMART_SCOPE", "smart_scope")):
+        if get(name, "").strip():
+            values[key] = " ".join(get(name, "").split())
     if get("IPEX_LOG_LEVEL"):
         level = get("IPEX_LOG_LEVEL", "").strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -19,7 +19,7 @@ from .security.guard import require_api_caller
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 
-def _as_of(body: Any) -> dt.date | None:
+def as_of_parameter(body: Any) -> dt.date | None:
     """The optional ``asOf`` input of the operation (Parameters only): screen as of a date."""
     if not isinstance(body, Mapping) or body.get("resourceType") != "Parameters":
         return None
@@ -51,7 +51,7 @@ def ipex_screen() -> Response:
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
                      max_depth=rt.settings.max_json_depth if strict else None,
                      max_entries=rt.settings.max_entries)
-    as_of = _as_of(body)
+    as_of = as_of_parameter(body)
     with paused_gc():
         return _screened(rt, body, as_of, strict=strict)
 

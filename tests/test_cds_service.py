@@ -184,7 +184,12 @@ def check_card(card: dict[str, Any], *, pid: str) -> None:
             "url": "https://www.ncbi.nlm.nih.gov/books/NBK1118/",
             "type": "absolute"} in card["links"]
     for link in card["links"]:
-        assert "appContext" not in link  # absolute links carry none
+        assert ("appContext" in link) == (link["type"] == "smart"), "only the app gets context"
+    (app,) = [link for link in card["links"] if link["type"] == "smart"]
+    assert app["url"].endswith("/timeline/launch.html")
+    assert {"asOf", "rulesVersion", "row"} <= set(json.loads(app["appContext"]))
+    assert any(link["type"] == "absolute" and link["url"].endswith("/source-attributes")
+               for link in card["links"])
 
 
 def _no_nulls_or_empties(value: Any, where: str = "") -> None:
@@ -475,8 +480,9 @@ def test_the_card_has_the_shape_of_the_spec_example_response(
             assert type(card[key]) is type(theirs[key]), key
     their_reason = example["cards"][1]["overrideReasons"][0]
     assert all(set(reason) == set(their_reason) for reason in card["overrideReasons"])
-    their_link = example["cards"][0]["links"][0]
-    assert all(set(link) == set(their_link) for link in card["links"])
+    their_links = {link["type"]: set(link) for link in example["cards"][0]["links"]}
+    assert all(set(link) == their_links[link["type"]] for link in card["links"]), (
+        "absolute links and the smart link (with appContext) as in the spec's example")
     assert set(card["source"]) <= set(example["cards"][0]["source"])
 
 

@@ -127,9 +127,11 @@ def _service_call() -> Response:
         log.warning("CDS call: %d parts of the record could not be read",
                     sum(len(r.not_read) for r in results))
     record_screenings(results, channel="cds")
+    base_url = rt.settings.public_base_url or request.host_url
     found = [c for r in results
              if (c := cards.card(r, rt.profiles.rules, patient_id=gathered.patient_id,
-                                 order_code=rt.settings.order_code)) is not None]
+                                 order_code=rt.settings.order_code,
+                                 base_url=base_url)) is not None]
     return json_response({"cards": found}, mimetype=JSON)
 
 

@@ -4,11 +4,14 @@ No card for tier low or a suppressed patient. Otherwise one card: indicator
 ``warning`` (high) or ``info`` (moderate), a summary under 140 characters, a
 markdown table of the criteria met and their evidence (text from the record is
 escaped for markdown and HTML), one suggestion creating a draft ServiceRequest for
-the recommended test, override reasons and a link to GeneReviews.
+the recommended test, override reasons, and three links: GeneReviews, the evidence
+timeline (a SMART app link the EHR launches, its ``appContext`` the screening date and
+row so the app draws what the card said) and the rule set's source attributes.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from html import escape
@@ -30,6 +33,8 @@ GENEREVIEWS = {
     "url": "https://www.ncbi.nlm.nih.gov/books/NBK1118/",
     "type": "absolute",
 }
+TIMELINE_LAUNCH_PATH = "/timeline/launch.html"
+SOURCE_ATTRIBUTES_PATH = "/source-attributes"
 OVERRIDE_SYSTEM = "https://ipex-screen.org/fhir/CodeSystem/cds-override-reason"
 OVERRIDE_REASONS = (
     ("already-tested", "Genetic testing for IPEX is already done or ordered elsewhere"),
@@ -138,9 +143,27 @@ def order_resource(result: ScreeningResult, *, patient_id: str,
     }
 
 
+def links(result: ScreeningResult, rules: RuleSet, *, base_url: str) -> list[dict[str, Any]]:
+    """GeneReviews, the timeline app (SMART) and the source attributes, under ``base_url``."""
+    base = base_url.rstrip("/")
+    app_context = {"asOf": result.as_of.isoformat(), "rulesVersion": rules.version,
+                   "row": result.row.row}
+    return [
+        dict(GENEREVIEWS),
+        {"label": "Evidence timeline: the criteria along the child's age",
+         "url": base + TIMELINE_LAUNCH_PATH, "type": "smart",
+         "appContext": json.dumps(app_context, separators=(",", ":"))},
+        {"label": f"Source attributes of this decision support (rules v{rules.version})",
+         "url": base + SOURCE_ATTRIBUTES_PATH, "type": "absolute"},
+    ]
+
+
 def card(result: ScreeningResult, rules: RuleSet, *, patient_id: str,
-         order_code: tuple[str, str, str] | None) -> dict[str, Any] | None:
-    """The card for one screened patient, or None (tier low, or testing suppressed)."""
+         order_code: tuple[str, str, str] | None, base_url: str) -> dict[str, Any] | None:
+    """The card for one screened patient, or None (tier low, or testing suppressed).
+
+    ``base_url`` is where EHRs reach this service (its links point there).
+    """
     if result.recommendation is None or result.suppressed or result.tier not in INDICATOR:
         return None
     test_name = result.recommendation.test_name
@@ -166,5 +189,5 @@ def card(result: ScreeningResult, rules: RuleSet, *, patient_id: str,
             {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
             for code, display in OVERRIDE_REASONS
         ],
-        "links": [dict(GENEREVIEWS)],
+        "links": links(result, rules, base_url=base_url),
     }

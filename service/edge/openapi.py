@@ -36,6 +36,9 @@ def _cds_error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": ref("Error")}}}
 
 
+_HTML_PAGE = {"description": "an HTML page",
+              "content": {"text/html": {"schema": {"type": "string"}}}}
+
 _BARE_401 = {"description": "no valid signed JWT from a trusted issuer (bare: no body promised)"}
 
 _FHIR_ERRORS = {
@@ -139,6 +142,72 @@ _PATHS: dict[str, Any] = {
                 "503": _cds_error("the state store is unavailable (the replay check or the "
                                   "write could not be made): nothing was stored; send it again"),
             },
+        }
+    },
+    "/timeline/explain": {
+        "post": {
+            "operationId": "timelineExplain",
+            "summary": "The evidence timeline's account of every patient in a Bundle: what "
+                       "counted and when, what did not and why, the fired row's age limits",
+            "description": "The same input, limits and caller check as POST /fhir/$ipex-screen "
+                           "(open unless IPEX_API_ISSUERS_FILE is set); nothing is stored. "
+                           "The account is the one `ipex-screen screen --explain` prints, plus "
+                           "the birth date, the supporting features that counted and each age "
+                           "limit of the fired row as the date the child reaches it.",
+            "security": [{}, {"bearerJwt": []}],
+            "requestBody": {"required": True, "content": {
+                FHIR_JSON: {"schema": ref("ScreenInput")}, JSON: {"schema": ref("ScreenInput")}}},
+            "responses": {
+                "200": {"description": "the rule set and one account per patient",
+                        "content": {JSON: {"schema": ref("TimelineAccounts")}}},
+                "400": _cds_error("not JSON, not a Bundle or Parameters, an entry read is not "
+                                  "valid FHIR, or JSON nested too deep"),
+                "401": _cds_error("IPEX_API_ISSUERS_FILE is set and the caller's JWT was not "
+                                  "accepted"),
+                "413": _cds_error("body larger than IPEX_MAX_BODY_MB, or too many entries"),
+                "415": _cds_error("Content-Type is not application/fhir+json or "
+                                  "application/json"),
+                "422": _cds_error("valid FHIR but nothing to screen (no Patient)"),
+                "503": _cds_error("IPEX_API_ISSUERS_FILE is set and the JWT replay check "
+                                  "cannot be made: the state store is unavailable"),
+            },
+        }
+    },
+    "/timeline/config.json": {
+        "get": {
+            "operationId": "timelineConfig",
+            "summary": "The SMART client id and scopes the timeline app asks the EHR for",
+            "responses": {"200": {"description": "IPEX_SMART_CLIENT_ID, IPEX_SMART_SCOPE and "
+                                  "IPEX_FHIR_MAX_PAGES", "content": {JSON: {"schema": ref(
+                                      "TimelineConfig")}}}},
+        }
+    },
+    "/timeline/": {
+        "get": {
+            "operationId": "timelineApp",
+            "summary": "The evidence timeline app (the same page as /timeline/index.html)",
+            "responses": {"200": _HTML_PAGE, "404": _cds_error("the app is not built")},
+        }
+    },
+    "/timeline/{name}": {
+        "get": {
+            "operationId": "timelineFile",
+            "summary": "A file of the evidence timeline app: launch.html (the SMART launch "
+                       "URL an EHR opens with iss and launch), index.html (the redirect URI) "
+                       "and assets/",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file (HTML, JavaScript or CSS)"},
+                          "404": _cds_error("no such file")},
+        }
+    },
+    "/source-attributes": {
+        "get": {
+            "operationId": "sourceAttributes",
+            "summary": "The rule set's evidence-based DSI source attributes "
+                       "(45 CFR 170.315(b)(11)(iv)(A)) as a page; as FHIR: "
+                       "GET /fhir/Library/ipex-screening-rules",
+            "responses": {"200": _HTML_PAGE},
         }
     },
     "/healthz": {

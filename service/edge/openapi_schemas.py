@@ -119,6 +119,51 @@ SCHEMAS: dict[str, Any] = {
         "holds one (and optionally 'asOf', a valueDate)",
         "oneOf": [ref("Bundle"), ref("ScreenParameters")],
     },
+    "TimelineConfig": {
+        "type": "object",
+        "required": ["clientId", "scope", "maxPages"],
+        "properties": {"clientId": {"type": "string"}, "scope": {"type": "string"},
+                       "maxPages": {"type": "integer", "minimum": 1}},
+    },
+    "TimelineAccounts": {
+        "description": "the rule set (id, version, the Library with its source attributes, "
+        "the categories in lane order) and one account per patient screened, in entry order",
+        "type": "object",
+        "required": ["rules", "results"],
+        "properties": {
+            "rules": {
+                "type": "object",
+                "required": ["id", "version", "library", "categories"],
+                "properties": {"id": {"type": "string"}, "version": {"type": "string"},
+                               "library": {"type": "string"},
+                               "categories": {"type": "array", "items": {"type": "object"}}},
+            },
+            "results": {"type": "array", "items": ref("TimelineAccount")},
+        },
+    },
+    "TimelineAccount": {
+        "description": "the explain account of one patient (criteria and supporting features "
+        "with evidence, onset and age at onset; explained, not counted and not read, each with "
+        "its reason; the tier row and recommendation) plus birthDate, supportingCounted, "
+        "supportingOnsetBefore and firedRow (each requirement's age limits with the date the "
+        "child reaches them, and the criteria that met it)",
+        "type": "object",
+        "required": ["patient", "tier", "tierRow", "rulesVersion", "criteria", "supporting",
+                     "explained", "notCounted", "notRead", "birthDate", "firedRow"],
+        "properties": {
+            "patient": {"type": "string"},
+            "tier": {"type": "string", "enum": ["low", "moderate", "high"]},
+            "tierRow": {"type": "integer"},
+            "rulesVersion": {"type": "string"},
+            "birthDate": {"type": "string", "nullable": True},
+            "criteria": {"type": "object"},
+            "supporting": {"type": "object"},
+            "explained": {"type": "array", "items": {"type": "object"}},
+            "notCounted": {"type": "array", "items": {"type": "object"}},
+            "notRead": {"type": "array", "items": {"type": "object"}},
+            "firedRow": {"type": "object", "required": ["row", "tier", "rule", "requirements"]},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],

@@ -1,0 +1,1 @@
+"""The evidence timeline SMART app (built static files) and the account it draws (:mod:`.api`)."""

@@ -1,0 +1,27 @@
+// Ages along the child's life, as the axis shows them: months up to two years, then years.
+
+const DAY = 24 * 60 * 60 * 1000;
+const MONTH_DAYS = 365.25 / 12;
+
+export function parseDate(text) {
+  if (!text) return null;
+  const [y, m, d] = text.split("-").map(Number);
+  return Date.UTC(y, (m || 1) - 1, d || 1);
+}
+
+/** Age in months (fractional) at an ISO date, counted from the birth date. */
+export function monthsAt(birthDate, isoDate) {
+  return (parseDate(isoDate) - parseDate(birthDate)) / DAY / MONTH_DAYS;
+}
+
+export function axisFor(maxMonths) {
+  const inYears = maxMonths >= 24;
+  const scale = inYears ? 12 : 1;
+  return {
+    inYears,
+    label: inYears ? "Age (years)" : "Age (months)",
+    toAxis: (months) => months / scale,
+    max: Math.max(maxMonths / scale, inYears ? 2 : 1) * 1.02,
+    format: (value) => (inYears ? `${value} y` : `${value} mo`),
+  };
+}

@@ -17,11 +17,16 @@ export function monthsAt(birthDate, isoDate) {
 export function axisFor(maxMonths) {
   const inYears = maxMonths >= 24;
   const scale = inYears ? 12 : 1;
+  const max = Math.max(maxMonths / scale, inYears ? 2 : 1) * 1.02;
+  const step = inYears ? (max <= 10 ? 1 : 2) : (max <= 12 ? 1 : 2);
+  const ticks = [];
+  for (let t = 0; t <= max; t += step) ticks.push(t);
   return {
     inYears,
+    ticks,
     label: inYears ? "Age (years)" : "Age (months)",
     toAxis: (months) => months / scale,
-    max: Math.max(maxMonths / scale, inYears ? 2 : 1) * 1.02,
+    max,
     format: (value) => (inYears ? `${value} y` : `${value} mo`),
   };
 }

@@ -19,22 +19,23 @@ export function drawTimeline(container, { account, lanes, points, bands, onFocus
   const placed = points.map((p) => ({ ...p, x: axis.toAxis(p.months) }));
   const shaded = bands.map((b) => ({ ...b, x1: axis.toAxis(b.fromMonths),
                                      x2: axis.toAxis(b.toMonths) }));
+  const longest = Math.max(...lanes.map((lane) => lane.label.length));
   const figure = Plot.plot({
     width,
     height: 46 * lanes.length + 70,
-    marginLeft: 250,
+    marginLeft: Math.min(360, 8 * longest + 20),
     marginRight: 24,
     marginBottom: 44,
     style: { fontSize: "14px", color: "#1a1a1a", background: "#ffffff" },
     ariaLabel: `Timeline of the evidence from birth to ${account.asOf}`,
     x: { domain: [0, axis.max], label: axis.label, labelAnchor: "center", labelOffset: 38,
-         grid: true, tickFormat: axis.format, ticks: Math.min(12, Math.floor(width / 90)) },
+         grid: true, tickFormat: axis.format, ticks: axis.ticks },
     y: { domain: laneIds, label: null, tickFormat: (id) => laneLabel.get(id), padding: 0.2 },
     marks: [
       Plot.barX(shaded, { x1: "x1", x2: "x2", y: "lane", fill: BAND, fillOpacity: 0.75,
                           title: "text", ariaLabel: "text", ariaDescription: "age window" }),
       Plot.ruleX([axis.toAxis(asOfMonths)], { stroke: "#3d3d3d", strokeDasharray: "4,3",
-                                               ariaLabel: `screened as of ${account.asOf}` }),
+                                               ariaHidden: true }),
       Plot.dot(placed, {
         x: "x", y: "lane", r: 8, strokeWidth: 2.5,
         symbol: (p) => (p.undated ? "triangle" : "circle"),

@@ -33,7 +33,7 @@ function summary(account, patient, rules) {
     el("p", {}, el("strong", {}, "Rule that fired: "), `${row.row}. ${row.rule}`),
     el("p", {}, el("strong", {}, "Recommendation: "), recommendation),
     el("p", { className: "rules" },
-      `${rules.title}, version ${rules.version} (${rules.date}). `,
+      `${rules.title} (rule set ${rules.version} of ${rules.date}). `,
       el("a", { href: "../source-attributes" }, "Who made these rules, from which evidence"),
       "."),
   );

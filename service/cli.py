@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                              "counted, what did not and why, what could not be read) instead "
                              "of the FHIR result: one object for one patient, else a list, "
                              "each naming its file")
+    report = sub.add_parser(
+        "feedback-report",
+        help="write an HTML report of CDS card feedback from the state store (no patient data)")
+    report.add_argument("--out", default="feedback-report.html",
+                        help="the HTML file to write (default feedback-report.html)")
+    report.add_argument("--since", type=_date, default=None,
+                        help="only cards and answers from this date (YYYY-MM-DD)")
     return parser
 
 
@@ -69,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .server import serve
 
             return serve(host=args.host, port=args.port, workers=args.workers)
+        if args.command == "feedback-report":
+            return _feedback_report(args.out, since=args.since)
         return _screen(args.files, as_of=args.as_of, explain=args.explain)
     except (ConfigError, ProfilesError) as exc:
         print(f"ipex-screen: {exc}", file=sys.stderr)
@@ -130,6 +139,34 @@ def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     if payload is not None:
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _feedback_report(out: str, *, since: dt.date | None) -> int:
+    from .runtime import utc_now
+    from .state import StateUnavailable, open_store
+
+    settings = load_settings()
+    if not settings.state_url and not Path(settings.state_db).is_file():
+        print(f"ipex-screen: no state store at {settings.state_db} (set IPEX_STATE_DB to the "
+              "service's file, or IPEX_STATE_URL)", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        from .reports.report import feedback_report
+    except ImportError as exc:  # matplotlib is the 'report' extra
+        print(f"ipex-screen: the feedback report needs matplotlib ({exc.name} is missing): "
+              "pip install 'ipex-screen[report]' (requirements/report.lock)", file=sys.stderr)
+        return EXIT_FAILED
+    store = open_store(settings)
+    try:
+        html = feedback_report(store, generated_at=utc_now(), since=since)
+    except StateUnavailable as exc:
+        print(f"ipex-screen: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    Path(out).write_text(html, encoding="utf-8")
+    print(f"feedback report written to {out}")
+    return EXIT_OK
 
 
 def _fail(name: str, text: str, code: str) -> None:

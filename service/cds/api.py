@@ -22,7 +22,7 @@ from ..edge.running import runtime
 from ..observability.hooks import note_hook_instance
 from ..observability.metrics import record_feedback, record_screenings
 from ..screening import ScreeningError
-from ..state import StateUnavailable
+from ..state import CardRow, StateUnavailable
 from . import cards, schemas
 from .auth import Mode, require_trusted
 from .feedback import FeedbackLog
@@ -128,11 +128,16 @@ def _service_call() -> Response:
                     sum(len(r.not_read) for r in results))
     record_screenings(results, channel="cds")
     base_url = rt.settings.public_base_url or request.host_url
-    found = [c for r in results
+    shown = [(c, r) for r in results
              if (c := cards.card(r, rt.profiles.rules, patient_id=gathered.patient_id,
                                  order_code=rt.settings.order_code,
                                  base_url=base_url)) is not None]
-    return json_response({"cards": found}, mimetype=JSON)
+    issued_at = rt.now()
+    _state().feedback.shown(
+        CardRow(card=c["uuid"], issued_at=issued_at, tier=r.tier, row=r.row.row,
+                recommendation=r.row.recommend, rules_version=r.rules_version)
+        for c, r in shown)
+    return json_response({"cards": [c for c, _ in shown]}, mimetype=JSON)
 
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")

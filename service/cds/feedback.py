@@ -1,4 +1,9 @@
-"""CDS Hooks feedback, kept in the shared state store (:mod:`service.state`).
+"""CDS Hooks feedback, and the cards it answers, kept in the shared state store.
+
+Each card shown is recorded (its uuid, tier, row, recommendation kind and rules
+version, never anything of the patient) so that the feedback report can say how many
+cards were shown and answered, by tier and row. That record is best effort: when the
+store is down the card is still shown, and the report counts it as not shown.
 
 One row per (card uuid, outcome): a client that sends the same feedback twice (the
 spec allows it) changes nothing, and the first report is kept. A call's items are
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..runtime import utc_now
-from ..state import FeedbackRow, StateStore, StateUnavailable
+from ..state import CardRow, FeedbackRow, StateStore, StateUnavailable
 
 log = logging.getLogger("ipex_screen.cds")
 
@@ -50,6 +55,19 @@ class FeedbackLog:
         self.prune_if_due()
         return Stored(new=len(outcomes), duplicates=len(rows) - len(outcomes),
                       new_outcomes=tuple(outcomes))
+
+    def shown(self, cards: Iterable[CardRow]) -> bool:
+        """Record cards shown; False (logged, never raised) when the store cannot."""
+        rows = list(cards)
+        if not rows:
+            return True
+        try:
+            self.store.add_cards(rows)
+        except StateUnavailable:
+            log.warning("CDS call: %d card(s) shown but not recorded for the feedback report "
+                        "(the state store is unavailable)", len(rows))
+            return False
+        return True
 
     def prune_if_due(self) -> None:
         """Delete rows past the retention period, at most once per ``PRUNE_EVERY``."""

@@ -1,4 +1,4 @@
-"""The state replicas share: seen JWT ids (the replay check) and CDS card feedback.
+"""The state replicas share: seen JWT ids (the replay check), CDS cards shown and feedback.
 
     store.py       the interface (StateStore), StateUnavailable, the fail-fast cool-down
     migrations.py  versioned schema migrations for both back ends
@@ -13,9 +13,10 @@ for start-up checks and readiness. Nothing here imports Flask.
 from __future__ import annotations
 
 from ..config import Settings
-from .store import FeedbackRow, StateStore, StateUnavailable
+from .store import CardRow, FeedbackRow, StateStore, StateUnavailable
 
-__all__ = ["FeedbackRow", "StateStore", "StateUnavailable", "open_store", "state_problem"]
+__all__ = ["CardRow", "FeedbackRow", "StateStore", "StateUnavailable", "open_store",
+           "state_problem"]
 
 
 def open_store(settings: Settings) -> StateStore:

@@ -87,6 +87,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO state_heartbeat (id, beats) VALUES (1, 0) ON CONFLICT DO NOTHING",
         ),
     ),
+    Migration(
+        3,
+        "cards shown: tier, row and rules version of each card (no patient data)",
+        sqlite=(
+            "CREATE TABLE IF NOT EXISTS cds_card ("
+            " card TEXT PRIMARY KEY,"
+            " issued_at TEXT NOT NULL,"
+            " tier TEXT NOT NULL,"
+            " tier_row INTEGER NOT NULL,"
+            " recommendation TEXT,"
+            " rules_version TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS cds_card_issued ON cds_card (issued_at)",
+        ),
+        postgres=(
+            "CREATE TABLE IF NOT EXISTS cds_card ("
+            " seq bigint GENERATED ALWAYS AS IDENTITY,"
+            " card text PRIMARY KEY,"
+            " issued_at timestamptz NOT NULL,"
+            " tier text NOT NULL,"
+            " tier_row integer NOT NULL,"
+            " recommendation text,"
+            " rules_version text NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS cds_card_issued ON cds_card (issued_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

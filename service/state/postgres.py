@@ -32,7 +32,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..config import ConfigError
 from .migrations import HISTORY_POSTGRES, LATEST, pending
-from .store import COOL_DOWN_S, FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
+from .store import (
+    CARD_COLUMNS,
+    COOL_DOWN_S,
+    FEEDBACK_COLUMNS,
+    CardRow,
+    FeedbackRow,
+    StateStore,
+    StateUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -298,6 +306,36 @@ class PostgresStore(StateStore):
     def _prune_feedback(self, received_before: dt.datetime) -> int:
         return self._run(lambda c: c.execute(
             "DELETE FROM cds_feedback WHERE received_at < %s", (received_before,)).rowcount)
+
+    # --- cards shown ----------------------------------------------------------------
+
+    def _add_cards(self, rows: Sequence[CardRow]) -> None:
+        statement = (f"INSERT INTO cds_card ({', '.join(CARD_COLUMNS)})"
+                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (card) DO NOTHING")
+
+        def insert(connection: psycopg.Connection[Any]) -> None:
+            for r in rows:
+                connection.execute(statement, (r.card, r.issued_at.replace(microsecond=0),
+                                               r.tier, r.row, r.recommendation,
+                                               r.rules_version))
+
+        self._run(insert)
+
+    def _card_rows(self) -> list[dict[str, Any]]:
+        def select(connection: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            found = connection.execute(
+                f"SELECT {', '.join(CARD_COLUMNS)} FROM cds_card ORDER BY seq").fetchall()
+            rows = [dict(zip(CARD_COLUMNS, row, strict=True)) for row in found]
+            for row in rows:
+                row["issued_at"] = row["issued_at"].astimezone(dt.UTC).isoformat(
+                    timespec="seconds")
+            return rows
+
+        return self._run(select)
+
+    def _prune_cards(self, issued_before: dt.datetime) -> int:
+        return self._run(lambda c: c.execute(
+            "DELETE FROM cds_card WHERE issued_at < %s", (issued_before,)).rowcount)
 
     # --- readiness ------------------------------------------------------------------
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .migrations import HISTORY_SQLITE, LATEST, pending
-from .store import COOL_DOWN_S, FEEDBACK_COLUMNS, FeedbackRow, StateStore, StateUnavailable
+from .store import (
+    CARD_COLUMNS,
+    COOL_DOWN_S,
+    FEEDBACK_COLUMNS,
+    CardRow,
+    FeedbackRow,
+    StateStore,
+    StateUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -183,6 +191,28 @@ class SqliteStore(StateStore):
         with self._connection() as connection:
             return connection.execute(
                 "DELETE FROM cds_feedback WHERE received_at < ?", (cut_off,)).rowcount
+
+    # --- cards shown ----------------------------------------------------------------
+
+    def _add_cards(self, rows: Sequence[CardRow]) -> None:
+        values = [(r.card, _iso(r.issued_at, timespec="seconds"), r.tier, r.row,
+                   r.recommendation, r.rules_version) for r in rows]
+        self._write(lambda connection: connection.executemany(
+            f"INSERT OR IGNORE INTO cds_card ({', '.join(CARD_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+            values))
+
+    def _card_rows(self) -> list[dict[str, Any]]:
+        with self._connection() as connection:
+            connection.row_factory = sqlite3.Row
+            found = connection.execute(
+                f"SELECT {', '.join(CARD_COLUMNS)} FROM cds_card ORDER BY rowid").fetchall()
+        return [dict(row) for row in found]
+
+    def _prune_cards(self, issued_before: dt.datetime) -> int:
+        cut_off = _iso(issued_before, timespec="seconds")
+        with self._connection() as connection:
+            return connection.execute(
+                "DELETE FROM cds_card WHERE issued_at < ?", (cut_off,)).rowcount
 
     # --- readiness ------------------------------------------------------------------
 

@@ -55,6 +55,20 @@ class FeedbackRow:
     received_at: dt.datetime  # aware, UTC
 
 
+@dataclass(frozen=True, slots=True)
+class CardRow:
+    """A card the service showed: which tier and row, by which rules. No patient data."""
+
+    card: str
+    issued_at: dt.datetime  # aware, UTC
+    tier: str
+    row: int
+    recommendation: str | None  # the row's kind: IPEX, NDM, PANEL
+    rules_version: str
+
+
+CARD_COLUMNS = ("card", "issued_at", "tier", "tier_row", "recommendation", "rules_version")
+
 FEEDBACK_COLUMNS = ("card", "outcome", "outcome_timestamp", "accepted_suggestions",
                     "override_system", "override_code", "override_display", "user_comment",
                     "received_at")
@@ -141,8 +155,19 @@ class StateStore(ABC):
         return self._guarded(self._feedback_rows)
 
     def prune_feedback(self, *, received_before: dt.datetime) -> int:
-        """Drop feedback received before the cut-off (the retention period); how many went."""
-        return self._guarded(lambda: self._prune_feedback(received_before))
+        """Drop feedback (and records of cards shown) received or shown before the cut-off
+        (the retention period); how many feedback rows went."""
+        gone = self._guarded(lambda: self._prune_feedback(received_before))
+        self._guarded(lambda: self._prune_cards(received_before))
+        return gone
+
+    def add_cards(self, rows: Sequence[CardRow]) -> None:
+        """Record cards shown (a card id already recorded is left as it was)."""
+        self._guarded(lambda: self._add_cards(rows))
+
+    def card_rows(self) -> list[dict[str, Any]]:
+        """Every card shown, oldest first, ``issued_at`` as an ISO 8601 UTC string."""
+        return self._guarded(self._card_rows)
 
     def probe(self) -> None:
         """Prove the store can be written now (a one-row write), or raise StateUnavailable.
@@ -181,6 +206,15 @@ class StateStore(ABC):
 
     @abstractmethod
     def _prune_feedback(self, received_before: dt.datetime) -> int: ...
+
+    @abstractmethod
+    def _add_cards(self, rows: Sequence[CardRow]) -> None: ...
+
+    @abstractmethod
+    def _card_rows(self) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _prune_cards(self, issued_before: dt.datetime) -> int: ...
 
     @abstractmethod
     def _probe(self) -> None: ...

@@ -146,7 +146,7 @@ SCHEMAS: dict[str, Any] = {
         "with evidence, onset and age at onset; explained, not counted and not read, each with "
         "its reason; the tier row and recommendation) plus birthDate, supportingCounted, "
         "supportingOnsetBefore and firedRow (each requirement's age limits with the date the "
-        "child reaches them, and the criteria that met it)",
+        "child reaches them)",
         "type": "object",
         "required": ["patient", "tier", "tierRow", "rulesVersion", "criteria", "supporting",
                      "explained", "notCounted", "notRead", "birthDate", "firedRow"],

@@ -39,16 +39,11 @@ def _alternatives(requirement: Requirement) -> list[dict[str, Any]]:
 def _fired_row(result: ScreeningResult) -> dict[str, Any]:
     row = result.row
     birth = result.patient.birth_date
-    met = {id(m.requirement): m for m in result.decision.met}
-    requirements = []
-    for requirement in row.requirements:
-        by = met.get(id(requirement))
-        requirements.append({
-            "anyOf": _alternatives(requirement),
-            "onsetBefore": _limit(requirement.onset_before, birth),
-            "onsetAtOrAfter": _limit(requirement.onset_at_or_after, birth),
-            "metBy": [f.category.id for f in by.met_by] if by is not None else [],
-        })
+    requirements = [{
+        "anyOf": _alternatives(requirement),
+        "onsetBefore": _limit(requirement.onset_before, birth),
+        "onsetAtOrAfter": _limit(requirement.onset_at_or_after, birth),
+    } for requirement in row.requirements]
     return {"row": row.row, "tier": row.tier, "rule": row.rule, "recommend": row.recommend,
             "requirements": requirements}
 

@@ -99,7 +99,8 @@ def explain() -> Response:
     rt = runtime()
     require_api_caller(request)
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
-                     max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries)
+                     max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries,
+                     what="a FHIR Bundle (or Parameters holding one)")
     as_of = as_of_parameter(body)
     rules = rt.profiles.rules
     with paused_gc():

@@ -41,10 +41,17 @@ TEMPLATES: dict[str, tuple[str, str, str | None]] = {
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """One resource of the record (or an entry that could not be read), and where it was."""
+    """One resource of the record (or an entry that could not be read), and where it was:
+    ``origin`` with ``{i}`` standing for its position (formatted only when a problem is
+    reported, so a call with nothing to report formats nothing)."""
 
     resource: Any
-    origin: str
+    origin_template: str
+    index: int = 0
+
+    @property
+    def origin(self) -> str:
+        return self.origin_template.replace("{i}", str(self.index))
 
 
 @dataclass(slots=True)
@@ -91,6 +98,8 @@ def _reference_names(reference: Any, patient_id: str) -> bool:
     value = reference.get("reference")
     if not isinstance(value, str):
         return False
+    if value == "Patient/" + patient_id:
+        return True  # the usual form, without splitting
     parts = value.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
@@ -117,6 +126,7 @@ def about_patient(resource: Any, resource_type: str, patient_id: str) -> Any | N
 
 
 def _unique(found: list[Found]) -> list[Found]:
+    """Each resource once: a server may return one on two pages."""
     seen: set[str] = set()
     kept = []
     for item in found:
@@ -172,9 +182,9 @@ class Gatherer:
                     gathered.patient = self._patient(key, gathered)
                 else:
                     found = self._search(key, resource_type, parameter, gathered)
-                    kept = [Found(c, f.origin) for f in found
-                            if (c := about_patient(f.resource, resource_type,
-                                                   self.patient_id)) is not None]
+                    kept = [f for f in found
+                            if about_patient(f.resource, resource_type,
+                                             self.patient_id) is not None]
                     gathered.ignored += len(found) - len(kept)
                     gathered.resources[key] = _unique(kept)
             except FhirError as error:
@@ -223,15 +233,16 @@ class Gatherer:
                 if entries is not None and not isinstance(entries, list):
                     raise BadRequest(f"prefetch.{key}.entry must be an array")
                 if next_link(given) is None:
-                    return [Found(e.get("resource") if isinstance(e, dict) else e,
-                                  f"prefetch.{key}.entry[{i}]"
-                                  + (".resource" if isinstance(e, dict) else ""))
+                    entry_at = f"prefetch.{key}.entry[{{i}}].resource"
+                    return [Found(e.get("resource"), entry_at, i) if type(e) is dict
+                            else Found(e, f"prefetch.{key}.entry[{{i}}]", i)
                             for i, e in enumerate(entries or [])
-                            if not (isinstance(e, dict) and e.get("resource") is None
+                            if not (type(e) is dict and e.get("resource") is None
                                     and "request" in e)]
                 gathered.fetched.append(key)
-                return [Found(r, f"{resource_type} search result {i + 1} from fhirServer "
-                                 f"(prefetch.{key} continued)")
+                continued = (f"{resource_type} search result {{i}} from fhirServer "
+                             f"(prefetch.{key} continued)")
+                return [Found(r, continued, i + 1)
                         for i, r in enumerate(self._fhir(key).entries_from(given))]
             if not _is_outcome(given):
                 shown = given.get("resourceType") if isinstance(given, dict) else None
@@ -239,7 +250,8 @@ class Gatherer:
                     f"prefetch.{key} must be a searchset Bundle, an OperationOutcome or null; "
                     "got " + (f"a {shown}" if isinstance(shown, str) else type(given).__name__))
         gathered.fetched.append(key)
-        return [Found(r, f"{resource_type} search result {i + 1} from fhirServer")
+        searched = f"{resource_type} search result {{i}} from fhirServer"
+        return [Found(r, searched, i + 1)
                 for i, r in enumerate(self._fhir(key).search(resource_type,
                                                              {parameter: self.patient_id}))]
 

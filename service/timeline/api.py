@@ -98,8 +98,9 @@ def app_config() -> Response:
 def explain() -> Response:
     rt = runtime()
     require_api_caller(request)
+    # As the FHIR operation reads it: Bundle entries counted, no nesting walk (limits.py).
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
-                     max_depth=rt.settings.max_json_depth, max_entries=rt.settings.max_entries,
+                     max_entries=rt.settings.max_entries,
                      what="a FHIR Bundle (or Parameters holding one)")
     as_of = as_of_parameter(body)
     rules = rt.profiles.rules

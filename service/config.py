@@ -26,6 +26,9 @@ class Settings:
     fhir_timeout_s: float = 3.0
     cds_budget_s: float = 5.0
     fhir_max_pages: int = 20
+    fhir_max_mb: float = 6.0
+    fhir_max_entries: int = 20_000
+    request_timeout_s: float = 10.0
     state_db: str = "./var/ipex-screen.sqlite3"
     state_url: str | None = None
     state_timeout_s: float = 2.0
@@ -101,6 +104,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if get("IPEX_FHIR_MAX_PAGES"):
         values["fhir_max_pages"] = int(_number("IPEX_FHIR_MAX_PAGES",
                                                get("IPEX_FHIR_MAX_PAGES", ""), int))
+    if get("IPEX_FHIR_MAX_MB"):
+        values["fhir_max_mb"] = _number("IPEX_FHIR_MAX_MB", get("IPEX_FHIR_MAX_MB", ""), float)
+    if get("IPEX_FHIR_MAX_ENTRIES"):
+        values["fhir_max_entries"] = int(_number("IPEX_FHIR_MAX_ENTRIES",
+                                                 get("IPEX_FHIR_MAX_ENTRIES", ""), int))
+    if get("IPEX_REQUEST_TIMEOUT_S"):
+        values["request_timeout_s"] = _number("IPEX_REQUEST_TIMEOUT_S",
+                                              get("IPEX_REQUEST_TIMEOUT_S", ""), float)
     if get("IPEX_STATE_DB"):
         values["state_db"] = get("IPEX_STATE_DB")
     if get("IPEX_STATE_URL"):

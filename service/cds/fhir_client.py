@@ -2,9 +2,13 @@
 
 One :class:`FhirClient` serves one call: one ``requests.Session``, the bearer token the
 client gave (``fhirAuthorization.access_token``), connect and read timeouts of
-``IPEX_FHIR_TIMEOUT_S`` each, one deadline for the whole call (``IPEX_CDS_BUDGET_S``),
-at most ``IPEX_FHIR_MAX_PAGES`` pages per search, ``next`` links on the server's own
-origin only, and no redirects (a redirect could carry the token elsewhere).
+``IPEX_FHIR_TIMEOUT_S`` each, one deadline for the whole call (``IPEX_CDS_BUDGET_S``)
+that every socket read obeys (see :mod:`.deadline_http`: a server sending a byte a
+second cannot stretch it), at most ``IPEX_FHIR_MAX_PAGES`` pages per search, at most
+``IPEX_FHIR_MAX_MB`` read and ``IPEX_FHIR_MAX_ENTRIES`` search entries kept over all the
+reads of the call (what a worker's memory can hold), ``next`` links on the server's own
+origin only and never to a page already read, and no redirects (a redirect could carry
+the token elsewhere).
 
     FhirError             (metric outcome)  every failure; the CDS call answers 412
     ├── FhirUnauthorized      http_error    401: the token was refused
@@ -16,7 +20,9 @@ origin only, and no redirects (a redirect could carry the token elsewhere).
     ├── FhirConnectionError   connection    DNS, refused, TLS, reset
     ├── FhirInvalidResponse   invalid       not JSON, or not the resource type asked for
     ├── FhirBudgetExceeded    over_budget   IPEX_CDS_BUDGET_S ran out
-    └── FhirRefused           refused       not sent: a next link to another origin,
+    ├── FhirTooLarge          too_large     over IPEX_FHIR_MAX_MB or IPEX_FHIR_MAX_ENTRIES
+    └── FhirRefused           refused       not sent: a next link to another origin or
+        │                                   back to a page already read,
         └── FhirPageCapExceeded             or more pages than IPEX_FHIR_MAX_PAGES
 
 Messages name the failure, never the token or a URL (URLs hold patient ids).
@@ -34,6 +40,7 @@ import requests
 
 from ..edge.fhir_json import FHIR_JSON, parse_json
 from ..observability import metrics
+from .deadline_http import deadline_session
 
 
 class FhirError(Exception):
@@ -81,6 +88,10 @@ class FhirInvalidResponse(FhirError):
 
 class FhirBudgetExceeded(FhirError):
     outcome = "over_budget"
+
+
+class FhirTooLarge(FhirError):
+    outcome = "too_large"
 
 
 class FhirRefused(FhirError):
@@ -139,6 +150,7 @@ class FhirClient:
         deadline: Deadline,
         max_pages: int,
         max_bytes: int,
+        max_entries: int,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -147,8 +159,11 @@ class FhirClient:
         self._deadline = deadline
         self._max_pages = max_pages
         self._max_bytes = max_bytes
+        self._max_entries = max_entries
+        self._bytes_read = 0  # over every read of this call
+        self._entries = 0  # search entries fetched over every search of this call
         # trust_env stays on: an operator's HTTPS_PROXY and REQUESTS_CA_BUNDLE apply.
-        self._session = session or requests.Session()
+        self._session = session or deadline_session(deadline.remaining, read_timeout=timeout_s)
         self._headers = {"Accept": FHIR_JSON}
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
@@ -172,20 +187,30 @@ class FhirClient:
 
     def search(self, resource_type: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """``GET [base]/{type}?params``, following ``next`` pages: every entry's resource."""
-        page = self._get(f"{self.base_url}/{resource_type}", params=params)
-        return self.entries_from(page, pages_read=1)
+        url = f"{self.base_url}/{resource_type}"
+        page = self._get(url, params=params)
+        first = requests.Request("GET", url, params=params).prepare().url or url
+        return self._collect(page, pages_read=1, read=[first], current=first)
 
     def entries_from(self, bundle: Mapping[str, Any], *, pages_read: int = 0
                      ) -> list[dict[str, Any]]:
         """The resources of a searchset and of every page its ``next`` links lead to."""
+        return self._collect(bundle, pages_read=pages_read, read=[],
+                             current=self.base_url + "/", fetched=False)
+
+    def _collect(self, bundle: Mapping[str, Any], *, pages_read: int, read: list[str],
+                 current: str, fetched: bool = True) -> list[dict[str, Any]]:
         resources: list[dict[str, Any]] = []
         page: Mapping[str, Any] = bundle
         pages = pages_read
-        current = self.base_url + "/"
+        seen = set(read)
         while True:
             if page.get("resourceType") != "Bundle":
                 raise FhirInvalidResponse("a search returned something other than a Bundle")
-            for entry in page.get("entry") or []:
+            entries = page.get("entry") or []
+            if fetched:
+                self._count_entries(entries)
+            for entry in entries:
                 if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
                     resources.append(dict(entry["resource"]))
             following = next_link(page)
@@ -195,14 +220,26 @@ class FhirClient:
             if origin(target) != self._origin:
                 metrics.record_fhir_fetch(0.0, "refused")
                 raise FhirRefused("a next link points to another origin than fhirServer")
+            if target in seen:
+                metrics.record_fhir_fetch(0.0, "refused")
+                raise FhirRefused("a next link points back to a page already read")
             if pages >= self._max_pages:
                 metrics.record_fhir_fetch(0.0, "refused")
                 raise FhirPageCapExceeded(
                     f"the search has more than {self._max_pages} pages (IPEX_FHIR_MAX_PAGES)"
                 )
+            seen.add(target)
             page = self._get(target, params=None)
             pages += 1
             current = target
+            fetched = True
+
+    def _count_entries(self, entries: Any) -> None:
+        self._entries += len(entries) if isinstance(entries, list) else 0
+        if self._entries > self._max_entries:
+            metrics.record_fhir_fetch(0.0, "too_large")
+            raise FhirTooLarge(f"the searches returned more than {self._max_entries} entries "
+                               "(IPEX_FHIR_MAX_ENTRIES)")
 
     def _get(self, url: str, *, params: Mapping[str, str] | None) -> dict[str, Any]:
         remaining = self._deadline.remaining()
@@ -221,7 +258,6 @@ class FhirClient:
 
     def _fetch(self, url: str, *, params: Mapping[str, str] | None, timeout: float
                ) -> dict[str, Any]:
-        budget_bound = timeout < self._timeout_s
         try:
             with self._session.get(url, params=params, headers=self._headers,
                                    timeout=(timeout, timeout), allow_redirects=False,
@@ -229,13 +265,14 @@ class FhirClient:
                 if not 200 <= response.status_code < 300:
                     raise _by_status(response.status_code)
                 body = self._body(response)
-        except requests.Timeout:
-            if budget_bound:
+        except requests.RequestException as exc:
+            # Whatever the read was doing when the deadline passed, the budget is why.
+            if self._deadline.remaining() <= 0:
                 raise FhirBudgetExceeded(
                     "the time budget for fetching (IPEX_CDS_BUDGET_S) ran out") from None
-            raise FhirTimeout(
-                f"the FHIR server did not answer within {self._timeout_s:g} s") from None
-        except requests.RequestException as exc:
+            if isinstance(exc, requests.Timeout):
+                raise FhirTimeout(
+                    f"the FHIR server did not answer within {self._timeout_s:g} s") from None
             raise FhirConnectionError(
                 f"the FHIR server could not be reached ({type(exc).__name__})") from None
         try:
@@ -246,17 +283,24 @@ class FhirClient:
             raise FhirInvalidResponse("the FHIR server's answer is not a FHIR resource")
         return document
 
+    def _too_large(self) -> FhirTooLarge:
+        return FhirTooLarge(f"the FHIR server's answers are larger than "
+                            f"{self._max_bytes / 1048576:g} MB in all (IPEX_FHIR_MAX_MB)")
+
     def _body(self, response: requests.Response) -> bytes:
+        allowed = self._max_bytes - self._bytes_read
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > allowed:
+            raise self._too_large()  # refused before a byte of it is read
         chunks: list[bytes] = []
-        size = 0
         for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise FhirInvalidResponse("the FHIR server's answer is larger than the limit")
-            if self._deadline.remaining() <= 0:
+            chunks.append(chunk)
+            self._bytes_read += len(chunk)
+            if self._bytes_read > self._max_bytes:
+                raise self._too_large()
+            if self._deadline.remaining() <= 0:  # a session without deadline sockets
                 raise FhirBudgetExceeded(
                     "the time budget for fetching (IPEX_CDS_BUDGET_S) ran out")
-            chunks.append(chunk)
         return b"".join(chunks)
 
 

@@ -163,7 +163,8 @@ class Gatherer:
                 timeout_s=self._settings.fhir_timeout_s,
                 deadline=self._deadline,
                 max_pages=self._settings.fhir_max_pages,
-                max_bytes=int(self._settings.max_body_mb * 1024 * 1024),
+                max_bytes=int(self._settings.fhir_max_mb * 1024 * 1024),
+                max_entries=self._settings.fhir_max_entries,
             )
         return self._client
 

@@ -44,6 +44,7 @@ FHIR_FETCH_OUTCOMES = frozenset({
     "connection",    # DNS, refused, TLS, reset
     "invalid",       # the answer is not JSON / not the FHIR expected
     "over_budget",   # not started or cut because IPEX_CDS_BUDGET_S ran out
+    "too_large",     # over IPEX_FHIR_MAX_MB or IPEX_FHIR_MAX_ENTRIES for the call
     "refused",       # not sent: e.g. a next link to another origin
 })
 #: CDS Hooks feedback outcomes (2.0.1: ``accepted`` or ``overridden``).

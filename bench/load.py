@@ -166,22 +166,43 @@ def _free_port() -> int:
         return port
 
 
-class Server:
-    """``ipex-screen serve`` in its own process group; :meth:`stop` always ends it."""
+_OTHER_HTTP = """
+import sys
+from service.observability.multiproc import prepare_multiproc_dir
+prepare_multiproc_dir()
+from service.server import serve
+host, port, workers, http = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sys.exit(serve(host=host, port=port, workers=workers, http=http))
+"""
 
-    def __init__(self, *, workers: int, state_dir: str) -> None:
+
+class Server:
+    """``ipex-screen serve`` in its own process group; :meth:`stop` always ends it.
+
+    ``http="sync"`` runs the app under gunicorn's sync worker instead (what ``serve``
+    used before issue 17), for comparisons measured in the same run.
+    """
+
+    def __init__(self, *, workers: int, state_dir: str, http: str = "buffered",
+                 env: Mapping[str, str] | None = None) -> None:
         self.port = _free_port()
         self.expected_workers = workers
         script = Path(sys.executable).with_name("ipex-screen")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+        if http != "buffered":  # gunicorn's own worker class, for comparison only
+            command = [sys.executable, "-c", _OTHER_HTTP, HOST, str(self.port), str(workers),
+                       http]
+        else:
+            command = [*([str(script)] if script.exists()
+                         else [sys.executable, "-m", "service.cli"]),
+                       "serve", "--host", HOST, "--port", str(self.port),
+                       "--workers", str(workers)]
         self.log = Path(state_dir) / "server.log"
         self._log_file = self.log.open("wb")
-        env = dict(os.environ, IPEX_CDS_AUTH="off", IPEX_LOG_LEVEL="WARNING",
-                   IPEX_STATE_DB=str(Path(state_dir) / "state.sqlite3"))
+        environ = dict(os.environ, IPEX_CDS_AUTH="off", IPEX_LOG_LEVEL="WARNING",
+                       IPEX_STATE_DB=str(Path(state_dir) / "state.sqlite3"))
+        environ.update(env or {})
         self.process = subprocess.Popen(
-            [*command, "serve", "--host", HOST, "--port", str(self.port),
-             "--workers", str(workers)],
-            env=env, cwd=state_dir, start_new_session=True,
+            command, env=environ, cwd=state_dir, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=self._log_file,
         )
 
@@ -379,6 +400,9 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--http", choices=("buffered", "sync"), default="buffered",
+                        help="serve with the service's worker (default) or gunicorn's sync "
+                             "worker, its model before issue 17, to compare")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels, comma-separated")
     parser.add_argument("--requests", type=int, default=400, help="requests per level")
     parser.add_argument("--time-cap", type=float, default=90.0, help="seconds per level, at most")
@@ -409,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"entries); CDS request {len(calls[-1].body) / 1024:.0f} KB", file=sys.stderr)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="ipex-bench-") as state_dir:
-        server = Server(workers=args.workers, state_dir=state_dir)
+        server = Server(workers=args.workers, state_dir=state_dir, http=args.http)
         try:
             server.wait_ready()
             report.memory += worker_memory(server, "start")

@@ -1,4 +1,8 @@
-"""``ipex-screen serve``: the app under gunicorn, loaded once before the workers fork."""
+"""``ipex-screen serve``: the app under gunicorn, loaded once before the workers fork.
+
+gunicorn manages the processes; each worker serves HTTP with waitress's buffering
+event loop (:mod:`service.serving`), so slow or lying clients hold no worker.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import load_settings
+from .config import Settings, load_settings
 
 log = logging.getLogger("ipex_screen")
 
@@ -45,25 +49,53 @@ def _child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def serve(*, host: str, port: int, workers: int | None) -> int:
-    """Run gunicorn in the foreground until TERM or INT."""
+#: Seconds a worker has after SIGTERM to answer what it accepted and what waits in the
+#: backlog: a request still arriving (IPEX_REQUEST_TIMEOUT_S, 10 s by default), its CDS
+#: fetching (IPEX_CDS_BUDGET_S, 5 s) and the screening fit in it.
+GRACEFUL_TIMEOUT_S = 20
+IDLE_S = 5.0  # a connection that sends nothing is closed after this
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers together (a JWT is at most 16 KiB)
+
+
+def limits(settings: Settings) -> Any:
+    from .serving.channel import Limits
+
+    return Limits(request_timeout_s=settings.request_timeout_s,
+                  max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
+                  max_header_bytes=MAX_HEADER_BYTES, idle_s=IDLE_S)
+
+
+def serve(*, host: str, port: int, workers: int | None, http: str = "buffered") -> int:
+    """Run gunicorn in the foreground until TERM or INT.
+
+    ``http="sync"`` runs gunicorn's own sync worker instead, the model slow clients
+    starved: only for benchmarks that compare the two (``bench.load --http sync``).
+    """
     settings = load_settings(bind_host=host)
     from .observability.logs import configure_logging, gunicorn_logger_class
 
     configure_logging(level=settings.log_level)
+    # waitress's own lines: a queue-depth warning on every burst, and INFO lines naming
+    # raw paths; the request hooks already log each request by route.
+    logging.getLogger("waitress").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     from .app import create_app
 
     app = create_app(settings=settings)
     warm_up(app)
+    from .serving.worker import worker_class
+
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers or settings.workers,
-        "worker_class": "sync",
+        "worker_class": worker_class(limits(settings)) if http == "buffered" else http,
         "preload_app": True,
+        # The worker's event loop beats every 0.25 s whatever the app does; a worker
+        # silent this long is stuck and is replaced.
         "timeout": 60,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        "limit_request_line": 8190,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "backlog": 2048,
+        "worker_connections": 1000,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),

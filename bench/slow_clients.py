@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -235,28 +236,30 @@ def the_calls() -> list[Call]:
                  fresh_id=hook["hookInstance"].encode())]
 
 
-def run(*, slowloris: int = 200, lying: int = 20, duration_s: float = 20.0,
-        concurrency: int = 2, trickle_s: float = 1.0, request_timeout_s: float = 10.0,
-        call_timeout_s: float = 10.0, workers: int = 2, http: str = "buffered",
-        baseline: bool = True) -> Outcome:
-    """Start the server, measure normal calls without then with the attackers, stop it."""
-    calls = the_calls()
+def measure(port: int, calls: Sequence[Call], *, slowloris: int = 200, lying: int = 20,
+            duration_s: float = 20.0, concurrency: int = 2, trickle_s: float = 1.0,
+            call_timeout_s: float = 10.0, baseline: bool = True) -> Outcome:
+    """Normal calls to a running server without, then with, the attackers."""
+    normal_calls(port, calls, concurrency=1, duration_s=min(1.0, duration_s),
+                 call_timeout_s=call_timeout_s)  # warm-up, not measured
+    before = normal_calls(port, calls, concurrency=concurrency, duration_s=duration_s,
+                          call_timeout_s=call_timeout_s) if baseline else []
+    with Attackers(port, slowloris=slowloris, lying=lying, trickle_s=trickle_s) as attackers:
+        time.sleep(min(1.0, duration_s / 4))  # let them all settle in
+        during = normal_calls(port, calls, concurrency=concurrency, duration_s=duration_s,
+                              call_timeout_s=call_timeout_s)
+    return Outcome(before, during, attackers.reports)
+
+
+def run(*, request_timeout_s: float = 10.0, workers: int = 2, http: str = "buffered",
+        **options: Any) -> Outcome:
+    """Start the server, :func:`measure` it, stop it."""
     with tempfile.TemporaryDirectory(prefix="ipex-slow-") as state_dir:
         server = Server(workers=workers, state_dir=state_dir, http=http,
                         env={"IPEX_REQUEST_TIMEOUT_S": f"{request_timeout_s:g}"})
         try:
             server.wait_ready()
-            normal_calls(server.port, calls, concurrency=1, duration_s=1.0,
-                         call_timeout_s=call_timeout_s)  # warm-up, not measured
-            before = normal_calls(server.port, calls, concurrency=concurrency,
-                                  duration_s=duration_s, call_timeout_s=call_timeout_s
-                                  ) if baseline else []
-            with Attackers(server.port, slowloris=slowloris, lying=lying,
-                           trickle_s=trickle_s) as attackers:
-                time.sleep(min(1.0, duration_s / 4))  # let them all settle in
-                during = normal_calls(server.port, calls, concurrency=concurrency,
-                                      duration_s=duration_s, call_timeout_s=call_timeout_s)
-            return Outcome(before, during, attackers.reports)
+            return measure(server.port, the_calls(), **options)
         finally:
             server.stop()
 

@@ -70,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     try:
         if args.command == "serve":
-            from .observability.multiproc import prepare_multiproc_dir
+            from .observability.logs import configure_logging
 
-            prepare_multiproc_dir()  # before the app (and prometheus_client) is imported
+            configure_logging(level=load_settings().log_level)  # JSON from the first line
+            from .serving.paths import prepare_metrics
+
+            prepare_metrics()  # before the app (and prometheus_client) is imported
             from .server import serve
 
             return serve(host=args.host, port=args.port, workers=args.workers)

@@ -18,16 +18,18 @@ def healthz() -> Response:
     return json_response({"status": "ok"}, mimetype=JSON)
 
 
-def _not_ready(reason: str) -> Response:
-    response = json_response({"status": "not ready", "reason": reason}, status=503,
-                             mimetype=JSON)
+def _not_ready(reason: str, **details: object) -> Response:
+    response = json_response({"status": "not ready", "reason": reason, **details},
+                             status=503, mimetype=JSON)
     response.headers["Retry-After"] = "5"
     return response
 
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the rules are loaded and the state store can be written; else 503."""
+    """Ready when the rules are loaded, the state store can be written and every
+    directory the server writes can be written (:mod:`service.serving.paths`); else
+    503 saying why."""
     try:
         rules = runtime().profiles.rules
     except ServiceUnavailable:
@@ -41,6 +43,13 @@ def readyz() -> Response:
     problem = state_problem(store)
     if problem is not None:
         return _not_ready(problem)
+    from .serving.paths import PATHS
+
+    unwritable = PATHS.problems()
+    if unwritable:
+        return _not_ready("; ".join(p.text() for p in unwritable),
+                          unwritable=[{"path": p.path, "reason": p.reason, "neededFor": p.what}
+                                      for p in unwritable])
     return json_response(
         {"status": "ready", "rules": rules.id, "rulesVersion": rules.version,
          "valueSets": len(rules.value_sets), "state": store.kind},

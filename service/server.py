@@ -83,8 +83,16 @@ def serve(*, host: str, port: int, workers: int | None, http: str = "buffered") 
 
     app = create_app(settings=settings)
     warm_up(app)
+    from .serving.paths import heartbeat_directory, temporary_directory
     from .serving.worker import worker_class
 
+    heartbeat = heartbeat_directory()
+    if heartbeat is None:
+        log.critical("cannot start: no directory can hold gunicorn's worker heartbeat files "
+                     "(/dev/shm and the temporary directory %s cannot be written); mount a "
+                     "tmpfs at /tmp or set TMPDIR", temporary_directory(),
+                     extra={"fields": {"path": temporary_directory()}})
+        return 1
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers or settings.workers,
@@ -96,6 +104,7 @@ def serve(*, host: str, port: int, workers: int | None, http: str = "buffered") 
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "backlog": 2048,
         "worker_connections": 1000,
+        "worker_tmp_dir": heartbeat,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),

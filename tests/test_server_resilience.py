@@ -66,8 +66,8 @@ CDS_POST = (b"POST /cds-services/ipex-foxp3-screen HTTP/1.1\r\nHost: t\r\n"
 
 REFUSALS = {
     # name: (bytes sent, status, FHIR path?)
-    "malformed-chunked-fhir": (FHIR_POST + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
-                               400, True),
+    "malformed-chunked-fhir": (FHIR_POST + b"Transfer-Encoding: chunked\r\n\r\n"
+                               b"ZZ\r\nabc\r\n0\r\n\r\n", 400, True),
     "malformed-chunked-cds": (CDS_POST + b"Transfer-Encoding: chunked\r\n\r\n5;\x00\r\nabc",
                               400, False),
     "bad-request-line": (b"GARBAGE\r\n\r\n", 400, False),

@@ -1,7 +1,14 @@
 # ipex-screen: production image.
 #
 #   docker build -t ipex-screen .
-#   docker run --rm -p 8080:8080 -v ipex-state:/var/lib/ipex-screen ipex-screen
+#   docker run --rm -p 8080:8080 -v ipex-state:/var/lib/ipex-screen \
+#     --read-only --tmpfs /tmp:rw,size=256m,mode=1777 ipex-screen
+#
+# Runs with a read-only root filesystem: it writes only the state volume
+# (/var/lib/ipex-screen) and /tmp (give it a tmpfs: request bodies over 8 MiB
+# and the workers' metric files go there; gunicorn's heartbeats go to /dev/shm).
+# Without the tmpfs it still starts, logs a JSON line naming /tmp and why,
+# and /readyz answers 503.
 #
 # Build arguments (all optional):
 #   BASE_IMAGE         any Debian-like image with python3 >= 3.11 and its venv module
@@ -85,6 +92,7 @@ FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
+    TMPDIR=/tmp \
     IPEX_STATE_DB=/var/lib/ipex-screen/ipex-screen.sqlite3
 
 RUN set -eu; \

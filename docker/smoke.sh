@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of the production image: build it, run it, call it, stop it.
+# Smoke test of the production image: build it, run it (read-only root filesystem,
+# a tmpfs at /tmp, the state volume), call it, stop it; then start it read-only
+# without the tmpfs and check that it names /tmp in a JSON log line and is not ready.
 #
 #   docker/smoke.sh [BASE_IMAGE]
 #
@@ -198,6 +200,7 @@ CONTAINER="ipex-smoke-$$"
 docker volume create "$VOLUME" >/dev/null
 run_args=(
   -d --name "$CONTAINER"
+  --read-only --tmpfs /tmp:rw,size=256m,mode=1777
   -v "$VOLUME:/var/lib/ipex-screen"
   -e IPEX_CDS_AUTH=off
   -e IPEX_WORKERS=2
@@ -442,6 +445,61 @@ PY
   pass log-errors "$out"
 else
   fail log-errors "$out"
+fi
+
+
+# ---------------------------------------------------------------- read-only, no tmpfs
+# As a hardened cluster might run it by mistake: nothing writable but the volume.
+# Expect: it starts, a JSON line names /tmp and why, /readyz 503, /healthz 200.
+docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
+ro_args=(-d --name "$CONTAINER" --read-only -v "$VOLUME:/var/lib/ipex-screen"
+         -e IPEX_CDS_AUTH=off -e IPEX_WORKERS=1)
+if [[ "$SMOKE_NETWORK" == "host" ]]; then
+  ro_args+=(--network host -e "HEALTHCHECK_PORT=$SMOKE_PORT")
+else
+  ro_args+=(-p "127.0.0.1:$SMOKE_PORT:8080")
+fi
+if docker run "${ro_args[@]}" "$IMAGE" "${cmd[@]}" >/dev/null 2>"$WORK/run.err"; then
+  code=""
+  for _ in $(seq 1 "$READY_TIMEOUT"); do
+    http GET /healthz
+    code="$CODE"
+    [[ "$code" == "200" ]] && break
+    [[ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" == "true" ]] || break
+    sleep 1
+  done
+  http GET /readyz
+  ready_code="$CODE"
+  cp "$BODY" "$WORK/readyz.json"
+  docker logs "$CONTAINER" >"$WORK/ro.log" 2>&1 || true
+  if out="$(python3 - "$WORK/ro.log" "$WORK/readyz.json" "$code" "$ready_code" <<'PY'
+import json, sys
+log, ready, health, ready_code = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+lines = [l for l in open(log, encoding="utf-8", errors="replace").read().splitlines() if l.strip()]
+try:
+    records = [json.loads(l) for l in lines]
+except ValueError as exc:
+    print(f"a log line is not JSON: {exc}")
+    sys.exit(1)
+named = [r for r in records if r.get("path") == "/tmp" and r.get("level") == "ERROR"]
+if not named:
+    print("no JSON log line names /tmp")
+    sys.exit(1)
+body = json.load(open(ready))
+paths = [u.get("path") for u in body.get("unwritable", [])]
+if health != "200" or ready_code != "503" or "/tmp" not in paths:
+    print(f"/healthz {health}, /readyz {ready_code} naming {paths}; expected 200 and 503 naming /tmp")
+    sys.exit(1)
+print(f"/healthz 200, /readyz 503 naming {paths}; log: {named[0]['msg'][:90]}")
+PY
+)"; then
+    pass read-only "$out"
+  else
+    fail read-only "$out"
+    show_logs
+  fi
+else
+  fail read-only "docker run --read-only failed: $(head -c 400 "$WORK/run.err")"
 fi
 
 finish

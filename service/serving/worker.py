@@ -71,6 +71,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
             inbuf_overflow=OVERFLOW_BYTES,
             outbuf_overflow=OVERFLOW_BYTES,
             asyncore_use_poll=True,  # select() stops at 1024 descriptors
+            recv_bytes=256 * 1024,  # a 4 MB body in 16 reads, not 500
             ident="",  # no Server header naming the software
             expose_tracebacks=False,
         )

@@ -175,3 +175,53 @@ def test_normal_calls_stay_fast_under_200_slowloris_and_20_lying_posts(server: S
         attack = outcome.attacks[kind]
         assert set(attack.answers) == {"408 json"} and attack.answers["408 json"] >= count
         assert max(attack.seconds_to_answer) < REQUEST_TIMEOUT_S + 1.5
+
+
+def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
+    # Flask answers its own errors; this is the server's last line, for a WSGI app that
+    # raises past Flask. waitress's loop runs in a thread here, without gunicorn.
+    import threading
+
+    from waitress import wasyncore
+    from waitress.adjustments import Adjustments
+    from waitress.task import ThreadedTaskDispatcher
+
+    from service.config import load_settings
+    from service.server import limits
+    from service.serving.worker import GatedServer
+
+    def broken(environ: object, start_response: object) -> list[bytes]:
+        raise RuntimeError("a bug")
+
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(8)
+    socket_map: dict[int, object] = {}
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(1)
+    server = GatedServer(broken, map=socket_map, _sock=listener, dispatcher=dispatcher,
+                         adj=Adjustments(ident=""), bind_socket=False,
+                         sockinfo=(listener.family, listener.type, listener.proto,
+                                   listener.getsockname()))
+    server.limits = limits(load_settings())
+    server.dispatcher = dispatcher
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        answer, _ = exchange(listener.getsockname()[1],
+                             b"GET /fhir/metadata HTTP/1.1\r\nHost: t\r\n\r\n")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        wasyncore.close_all(socket_map)
+        dispatcher.shutdown(timeout=2)
+    status, headers, body = parsed(answer)
+    assert status == 500 and headers["content-type"] == "application/fhir+json"
+    assert isinstance(body, dict) and body["issue"][0]["code"] == "exception"
+    assert "a bug" not in answer.decode()

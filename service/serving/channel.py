@@ -99,7 +99,7 @@ class JsonErrorTask(ErrorTask):  # type: ignore[misc]
     def execute(self) -> None:
         error = self.request.error
         limits: Limits = self.channel.server.limits
-        path = getattr(self.request, "path", None) if getattr(error, "code", 0) != 414 else None
+        path = None if int(error.code) == 414 else self._path()
         status, headers, body = server_answer(int(error.code), _refusal_text(error, limits),
                                               path=path)
         if int(error.code) >= 500:
@@ -111,6 +111,15 @@ class JsonErrorTask(ErrorTask):  # type: ignore[misc]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
+
+    def _path(self) -> str | None:
+        # For an app that raised, waitress answers through a fresh request object that
+        # has no path: the request being served (still first in line) has it.
+        for request in (self.request, *self.channel.requests[:1]):
+            path = getattr(request, "path", None)
+            if path:
+                return str(path)
+        return None
 
 
 class Body:

@@ -184,11 +184,10 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
 
     from waitress import wasyncore
     from waitress.adjustments import Adjustments
-    from waitress.task import ThreadedTaskDispatcher
 
     from service.config import load_settings
     from service.server import limits
-    from service.serving.worker import GatedServer
+    from service.serving.worker import GatedServer, InlineDispatcher
 
     def broken(environ: object, start_response: object) -> list[bytes]:
         raise RuntimeError("a bug")
@@ -197,19 +196,20 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
     listener.bind((HOST, 0))
     listener.listen(8)
     socket_map: dict[int, object] = {}
-    dispatcher = ThreadedTaskDispatcher()
-    dispatcher.set_thread_count(1)
+    dispatcher = InlineDispatcher()
     server = GatedServer(broken, map=socket_map, _sock=listener, dispatcher=dispatcher,
                          adj=Adjustments(ident=""), bind_socket=False,
                          sockinfo=(listener.family, listener.type, listener.proto,
                                    listener.getsockname()))
     server.limits = limits(load_settings())
     server.dispatcher = dispatcher
+    server.siblings = [server]
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.is_set():
             wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
+            dispatcher.run_pending()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -220,7 +220,7 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
         stop.set()
         thread.join(timeout=5)
         wasyncore.close_all(socket_map)
-        dispatcher.shutdown(timeout=2)
+        dispatcher.shutdown()
     status, headers, body = parsed(answer)
     assert status == 500 and headers["content-type"] == "application/fhir+json"
     assert isinstance(body, dict) and body["issue"][0]["code"] == "exception"

@@ -2,16 +2,19 @@
 
 gunicorn stays the process manager (the app loaded once before the fork, one worker per
 core, a dead worker replaced, signals); each worker serves HTTP with waitress instead of
-gunicorn's sync loop. The sync worker gives its one thread to a connection from the
-first byte, so two clients that send slowly, or announce more body than they send,
-stall the service; here the worker's event loop reads every connection and the app's
-one thread (:attr:`BufferedWorker.threads`) only ever sees whole requests
-(:mod:`.channel`). Peak memory stays that of one request per worker, as with sync.
+gunicorn's sync loop. The sync worker gives itself to a connection from the first
+byte, so two clients that send slowly, or announce more body than they send, stall the
+service; here the worker's event loop reads every connection, and a request reaches
+the app only once its headers and body have all arrived (:mod:`.channel`).
 
-Like the sync worker, a worker accepts a connection only while its app thread is free,
-and closes each connection after its answer, so connections spread over the workers
-the way they did (a worker busy with a large bundle does not pile up callers that
-the other could serve). A connection that stalls never holds the app thread.
+The app runs in the loop's own thread, between two turns of the loop
+(:class:`InlineDispatcher`), one request at a time: no thread hand-off per request, peak
+memory that of one request per worker, and, as with the sync worker, a worker busy
+with the app accepts nothing, so the next caller goes to a free worker (each answer
+closes its connection, as the sync worker's did). A connection that stalls costs a
+file descriptor and a buffer, never the app's time. The price: while the app runs
+(milliseconds; a CDS call's fetching at most ``IPEX_CDS_BUDGET_S``), this worker's
+timers wait, so a stalled request's 408 can come that much later.
 
 On SIGTERM a worker stops accepting and answers everything already accepted or waiting
 in the listen backlog (see :meth:`BufferedWorker.drain`), then exits.
@@ -23,45 +26,63 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from typing import Any, ClassVar
 
 from gunicorn.workers.base import Worker
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
-from waitress.task import ThreadedTaskDispatcher
 
 from .channel import Limits, Server
 
 log = logging.getLogger("ipex_screen.server")
 
-LOOP_TIMEOUT_S = 0.25  # longest the loop sleeps: SIGTERM and heartbeats are seen this fast
+LOOP_TIMEOUT_S = 0.1  # longest the loop sleeps: SIGTERM and heartbeats are seen this fast
 OVERFLOW_BYTES = 8 << 20  # bodies and answers up to 8 MiB stay in memory, larger go to TMPDIR
 
 
+class InlineDispatcher:
+    """waitress's task dispatcher without threads: whole requests wait here until the
+    worker's loop runs them, between two turns of the event loop."""
+
+    def __init__(self) -> None:
+        self.pending: deque[Any] = deque()
+
+    def add_task(self, task: Any) -> None:
+        self.pending.append(task)
+
+    def run_pending(self) -> None:
+        while self.pending:
+            task = self.pending.popleft()
+            try:
+                task.service()  # waitress's channel: answers, logs what the app raised
+            except Exception:
+                log.exception("the server failed to answer a request")
+
+    def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        if cancel_pending:
+            for task in self.pending:
+                task.cancel()
+            self.pending.clear()
+        return True
+
+
 class GatedServer(Server):
-    """A listener that accepts only while the worker's app thread is free."""
+    """A listener of a worker whose app runs in the loop (:class:`InlineDispatcher`)."""
 
-    dispatcher: ThreadedTaskDispatcher
-
-    def readable(self) -> bool:
-        readable: bool = super().readable()  # also runs the maintenance
-        if readable and (self.dispatcher.active_count or self.dispatcher.queue):
-            return False  # the app thread is busy: leave the connection to an idle worker
-        return readable
+    dispatcher: InlineDispatcher
+    siblings: list[GatedServer]  # every listener of this worker
 
 
 class BufferedWorker(Worker):  # type: ignore[misc]
     """A gunicorn worker whose HTTP is waitress's (see the module's docstring)."""
 
     limits: ClassVar[Limits]
-    threads: ClassVar[int] = 1
 
     def run(self) -> None:
         socket_map: dict[int, Any] = {}
-        dispatcher = ThreadedTaskDispatcher()
-        dispatcher.set_thread_count(self.threads)
+        dispatcher = InlineDispatcher()
         adjustments = Adjustments(
-            threads=self.threads,
             backlog=self.cfg.backlog,
             connection_limit=self.cfg.worker_connections,
             channel_timeout=self.limits.idle_s,
@@ -70,6 +91,9 @@ class BufferedWorker(Worker):  # type: ignore[misc]
             max_request_header_size=self.limits.max_header_bytes,
             inbuf_overflow=OVERFLOW_BYTES,
             outbuf_overflow=OVERFLOW_BYTES,
+            # The app writes its answer from the loop's thread: it must never wait for
+            # the loop to send some of it first.
+            outbuf_high_watermark=1 << 40,
             asyncore_use_poll=True,  # select() stops at 1024 descriptors
             recv_bytes=256 * 1024,  # a 4 MB body in 16 reads, not 500
             ident="",  # no Server header naming the software
@@ -84,6 +108,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                                            sock.getsockname()))
             server.limits = self.limits
             server.dispatcher = dispatcher
+            server.siblings = servers
             servers.append(server)
         try:
             while self.alive:
@@ -92,13 +117,15 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                     log.info("the gunicorn master is gone: worker %s stops", self.pid)
                     break
                 wasyncore.loop(timeout=LOOP_TIMEOUT_S, map=socket_map, use_poll=True, count=1)
-            self.drain(servers, socket_map)
+                dispatcher.run_pending()
+            self.drain(servers, socket_map, dispatcher)
         finally:
             for server in servers:
                 server.close()
             dispatcher.shutdown(cancel_pending=True, timeout=2)
 
-    def drain(self, servers: list[GatedServer], socket_map: dict[int, Any]) -> None:
+    def drain(self, servers: list[GatedServer], socket_map: dict[int, Any],
+              dispatcher: InlineDispatcher) -> None:
         """Answer every accepted or queued connection, accepting no new ones, then return.
 
         The listen backlog is cut to 0, so the kernel completes no new handshake while
@@ -130,6 +157,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                     return
                 last_looks += 1
             wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
+            dispatcher.run_pending()
         log.warning("worker %s: graceful timeout reached with connections still open", self.pid)
 
 
@@ -153,6 +181,6 @@ def accept_queued(servers: list[GatedServer]) -> int:
     return taken
 
 
-def worker_class(limits: Limits, *, threads: int = 1) -> type[BufferedWorker]:
+def worker_class(limits: Limits) -> type[BufferedWorker]:
     """The worker class gunicorn runs, carrying this service's limits into the fork."""
-    return type("IpexWorker", (BufferedWorker,), {"limits": limits, "threads": threads})
+    return type("IpexWorker", (BufferedWorker,), {"limits": limits})

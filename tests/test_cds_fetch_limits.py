@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 import pytest
 
+from .cds_support import SERVICE, cds_app, hook_call
 from .fhir_standin import Answer, StandIn
-from .test_cds_service import SERVICE, cds_app, hook_call
 
 PID = "baby1"
 PATIENT = {"resourceType": "Patient", "id": PID, "gender": "male", "birthDate": "2025-01-01"}
@@ -144,7 +144,7 @@ def test_a_next_link_back_to_a_page_already_read_is_not_followed(tmp_path: Path,
 
 _MEASURE = textwrap.dedent("""
     import json, pathlib, sys
-    from tests.test_cds_service import SERVICE, cds_app
+    from tests.cds_support import SERVICE, cds_app
 
     def hwm():  # VmHWM: this process's peak (ru_maxrss would carry the parent's over fork)
         for line in open("/proc/self/status"):

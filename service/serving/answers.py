@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import orjson
 
-from ..errors import operation_outcome
-from ..security.limits import SECURITY_HEADERS
+from ..edge.errors import operation_outcome
+from ..edge.headers import SECURITY_HEADERS
 
 REASONS = {
     400: "Bad Request",

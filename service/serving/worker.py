@@ -80,6 +80,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
     limits: ClassVar[Limits]
 
     def run(self) -> None:
+        raise_descriptor_limit()
         socket_map: dict[int, Any] = {}
         dispatcher = InlineDispatcher()
         adjustments = Adjustments(
@@ -159,6 +160,20 @@ class BufferedWorker(Worker):  # type: ignore[misc]
             wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
             dispatcher.run_pending()
         log.warning("worker %s: graceful timeout reached with connections still open", self.pid)
+
+
+def raise_descriptor_limit() -> None:
+    """Let the worker hold as many connections as the system allows it (each stalled
+    client holds one descriptor; a soft limit of 1024 would stop accepts before the
+    1000-connection cap)."""
+    import resource
+
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def accept_queued(servers: list[GatedServer]) -> int:

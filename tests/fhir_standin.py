@@ -8,6 +8,7 @@ the body), or raw bytes. Used where timing and memory matter, so a real socket i
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,13 +34,15 @@ class StandIn:
 
     routes: dict[str, Answer | Callable[[str], Answer]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # serve https with this context
 
     def __post_init__(self) -> None:
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(16)
         self._listener.settimeout(0.05)  # so the accept loop notices the stop
-        self.base = f"http://127.0.0.1:{self._listener.getsockname()[1]}/fhir"
+        scheme = "https" if self.tls else "http"
+        self.base = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}/fhir"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -63,25 +66,28 @@ class StandIn:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
-        with conn:
+        try:
             conn.settimeout(30)
-            try:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    head += data
-                target = head.split(b" ", 2)[1].decode()
-                self.seen.append(target)
-                rule = self.routes.get(urlsplit(target).path)
-                if rule is None:
-                    answer = Answer(b'{"resourceType":"OperationOutcome"}', status=404)
-                else:
-                    answer = rule(target) if callable(rule) else rule
-                self._send(conn, answer)
-            except OSError:
-                return  # the client gave up: that is what the tests provoke
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            target = head.split(b" ", 2)[1].decode()
+            self.seen.append(target)
+            rule = self.routes.get(urlsplit(target).path)
+            if rule is None:
+                answer = Answer(b'{"resourceType":"OperationOutcome"}', status=404)
+            else:
+                answer = rule(target) if callable(rule) else rule
+            self._send(conn, answer)
+        except OSError:
+            return  # the client gave up: that is what the tests provoke
+        finally:
+            conn.close()
 
     def _send(self, conn: socket.socket, answer: Answer) -> None:
         framing = (b"Transfer-Encoding: chunked\r\n" if answer.chunked

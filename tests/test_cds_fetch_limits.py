@@ -11,6 +11,7 @@ pages or dense pages built to inflate when parsed. Every one is a 412 naming why
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -55,6 +56,37 @@ def _post(tmp_path: Path, base: str, **settings: Any) -> tuple[int, str, float]:
         time.monotonic() - started
 
 
+def _tls_context(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and its file."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
 @pytest.mark.parametrize("where", ["headers", "body"])
 def test_a_trickling_server_is_cut_off_at_the_budget(tmp_path: Path, where: str) -> None:
     # A byte every 0.1 s: every read returns long before the 3 s read timeout.
@@ -65,6 +97,23 @@ def test_a_trickling_server_is_cut_off_at_the_budget(tmp_path: Path, where: str)
                                        fhir_timeout_s=3.0)
     assert status == 412 and "IPEX_CDS_BUDGET_S" in error
     assert 0.9 < elapsed < 1.0 + 1.0  # the issue's bound: the budget + 1 s
+
+
+def test_over_tls_a_fast_server_is_read_and_a_trickling_one_cut_at_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # EHR FHIR servers speak https: the deadline wraps the TLS socket too.
+    context, cert = _tls_context(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trust_env: the operator's CA
+    body = orjson.dumps(_page([_condition(1)]))
+    with StandIn({"/fhir/Condition": Answer(body)}, tls=context) as ehr:
+        status, error, _ = _post(tmp_path, ehr.base)
+    assert ehr.base.startswith("https://")
+    assert status == 200, error
+    with StandIn({"/fhir/Condition": Answer(body, trickle_body_s=0.1)}, tls=context) as ehr:
+        status, error, elapsed = _post(tmp_path, ehr.base, cds_budget_s=1.0,
+                                       fhir_timeout_s=3.0)
+    assert status == 412 and "IPEX_CDS_BUDGET_S" in error
+    assert elapsed < 1.0 + 1.0
 
 
 def test_the_deadline_spans_every_read_of_the_call(tmp_path: Path) -> None:

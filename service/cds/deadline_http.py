@@ -55,10 +55,12 @@ class DeadlineSocket:
 
     def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
         """The binary reader ``http.client`` reads the status line, headers and body from."""
-        if mode != "rb":
+        if mode != "rb" or not hasattr(self._sock, "_io_refs"):
+            # Not what http.client asks for, or not a socket.socket (urllib3's
+            # TLS-in-TLS transport): reads keep their per-read timeout only.
             return self._sock.makefile(mode, buffering, **kwargs)  # type: ignore[call-overload]
         # As socket.makefile does, but reading through this object's recv_into.
-        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        self._sock._io_refs += 1
         raw = socket.SocketIO(self, "rb")  # type: ignore[arg-type]
         size = buffering if buffering and buffering > 0 else io.DEFAULT_BUFFER_SIZE
         return io.BufferedReader(raw, size)

@@ -10,10 +10,32 @@ import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from .config import Settings, load_settings
 
 log = logging.getLogger("ipex_screen")
+
+
+class _Arbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, cutting the listen backlog to 0 when the whole server stops.
+
+    Then the kernel completes no new handshake while one waits (a new client's SYN is
+    dropped, retried, and refused once the socket closes), and the workers answer what
+    already waits there (:meth:`service.serving.worker.BufferedWorker.drain`). Only
+    here: a worker stopped alone (``TTOU``, a ``HUP`` reload) shares the socket with
+    workers that go on, and must leave its backlog as it is; nor during a ``USR2``
+    re-exec, whose new master shares it too.
+    """
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.reexec_pid == self.master_pid == 0:
+            for listener in self.LISTENERS:
+                try:
+                    listener.sock.listen(0)
+                except OSError:
+                    pass
+        super().stop(graceful)
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
@@ -29,6 +51,9 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         return self.application
+
+    def run(self) -> None:
+        _Arbiter(self).run()
 
 
 def warm_up(app: Any) -> None:

@@ -9,15 +9,18 @@ and refuse connections afterwards.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 
 import orjson
+import pytest
 
-from bench.load import FHIR_PATH, HOST, Server, typical_child
+from bench.load import FHIR_PATH, HOST, Server, request, typical_child
 from service.server import GRACEFUL_TIMEOUT_S
 
 CONNECTIONS = 40
@@ -83,3 +86,32 @@ def test_sigterm_answers_every_accepted_and_queued_connection() -> None:
     except OSError:
         refused = True
     assert refused
+
+
+def _backlog(port: int) -> int:
+    """The listen backlog of the socket on ``port`` (``ss``: Send-Q of a listener)."""
+    shown = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                           text=True, timeout=10, check=True).stdout.split()
+    return int(shown[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_a_worker_stopped_alone_leaves_the_shared_backlog_as_it_is() -> None:
+    # TTOU (one worker fewer) and a HUP reload stop single workers while the others go
+    # on serving on the same socket: only a whole-server stop may cut the backlog.
+    with tempfile.TemporaryDirectory(prefix="ipex-ttou-") as state_dir:
+        server = Server(workers=2, state_dir=state_dir)
+        try:
+            server.wait_ready()
+            assert _backlog(server.port) == 2048
+            server.process.send_signal(signal.SIGTTOU)
+            deadline = time.monotonic() + 20
+            while len(server.workers()) > 1:
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.1)
+            assert _backlog(server.port) == 2048
+            record = typical_child().read_bytes()
+            assert request(server.port, "POST", FHIR_PATH, record,
+                           "application/fhir+json")[0] == 200
+        finally:
+            server.stop()

@@ -129,20 +129,16 @@ class BufferedWorker(Worker):  # type: ignore[misc]
               dispatcher: InlineDispatcher) -> None:
         """Answer every accepted or queued connection, accepting no new ones, then return.
 
-        The listen backlog is cut to 0, so the kernel completes no new handshake while
-        one is waiting (a new client's SYN is dropped and retried, and is refused once
-        the socket closes); whatever already waits in the backlog is accepted and
-        answered. Before leaving, the backlog is looked at again, for a connection
-        that arrived while the last ones were answered. Bounded by gunicorn's
-        graceful timeout (the master kills a worker still running after it).
+        When the whole server stops, the master has cut the listen backlog to 0
+        (``service.server._Arbiter``), so the kernel completes no new handshake while
+        one waits; whatever already waits in the backlog is accepted and answered.
+        Before leaving, the backlog is looked at again, for a connection that arrived
+        while the last ones were answered. Bounded by gunicorn's graceful timeout (the
+        master kills a worker still running after it).
         """
         ends = time.monotonic() + max(self.cfg.graceful_timeout - 1.0, 1.0)
         for server in servers:
             server.draining = True
-            try:
-                server.socket.listen(0)
-            except OSError:
-                pass
         queued = accept_queued(servers)
         for server in servers:
             server.accepting = False

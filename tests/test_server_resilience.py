@@ -187,7 +187,7 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
 
     from service.config import load_settings
     from service.server import limits
-    from service.serving.worker import GatedServer, InlineDispatcher
+    from service.serving.worker import InlineDispatcher, ListenerServer
 
     def broken(environ: object, start_response: object) -> list[bytes]:
         raise RuntimeError("a bug")
@@ -197,13 +197,12 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
     listener.listen(8)
     socket_map: dict[int, object] = {}
     dispatcher = InlineDispatcher()
-    server = GatedServer(broken, map=socket_map, _sock=listener, dispatcher=dispatcher,
+    server = ListenerServer(broken, map=socket_map, _sock=listener, dispatcher=dispatcher,
                          adj=Adjustments(ident=""), bind_socket=False,
                          sockinfo=(listener.family, listener.type, listener.proto,
                                    listener.getsockname()))
     server.limits = limits(load_settings())
     server.dispatcher = dispatcher
-    server.siblings = [server]
     stop = threading.Event()
 
     def loop() -> None:

@@ -67,11 +67,11 @@ class InlineDispatcher:
         return True
 
 
-class GatedServer(Server):
-    """A listener of a worker whose app runs in the loop (:class:`InlineDispatcher`)."""
+class ListenerServer(Server):
+    """One listening socket of a worker whose app runs in the loop
+    (:class:`InlineDispatcher`)."""
 
     dispatcher: InlineDispatcher
-    siblings: list[GatedServer]  # every listener of this worker
 
 
 class BufferedWorker(Worker):  # type: ignore[misc]
@@ -100,16 +100,15 @@ class BufferedWorker(Worker):  # type: ignore[misc]
             ident="",  # no Server header naming the software
             expose_tracebacks=False,
         )
-        servers: list[GatedServer] = []
+        servers: list[ListenerServer] = []
         for listener in self.sockets:
             sock: socket.socket = listener.sock
-            server = GatedServer(self.wsgi, map=socket_map, _sock=sock, dispatcher=dispatcher,
+            server = ListenerServer(self.wsgi, map=socket_map, _sock=sock, dispatcher=dispatcher,
                                  adj=adjustments, bind_socket=False,
                                  sockinfo=(sock.family, sock.type, sock.proto,
                                            sock.getsockname()))
             server.limits = self.limits
             server.dispatcher = dispatcher
-            server.siblings = servers
             servers.append(server)
         try:
             while self.alive:
@@ -125,7 +124,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                 server.close()
             dispatcher.shutdown(cancel_pending=True, timeout=2)
 
-    def drain(self, servers: list[GatedServer], socket_map: dict[int, Any],
+    def drain(self, servers: list[ListenerServer], socket_map: dict[int, Any],
               dispatcher: InlineDispatcher) -> None:
         """Answer every accepted or queued connection, accepting no new ones, then return.
 
@@ -172,7 +171,7 @@ def raise_descriptor_limit() -> None:
         pass
 
 
-def accept_queued(servers: list[GatedServer]) -> int:
+def accept_queued(servers: list[ListenerServer]) -> int:
     """Accept every connection waiting in the listen backlogs; how many there were."""
     taken = 0
     for server in servers:

@@ -96,7 +96,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
             # the loop to send some of it first.
             outbuf_high_watermark=1 << 40,
             asyncore_use_poll=True,  # select() stops at 1024 descriptors
-            recv_bytes=4 << 20,  # whatever the socket holds, in one read
+            recv_bytes=256 * 1024,  # a 4 MB body in 16 reads, not 500
             ident="",  # no Server header naming the software
             expose_tracebacks=False,
         )

@@ -36,20 +36,23 @@ def readyz() -> Response:
         rules = None
     if rules is None or not rules.value_sets:
         return _not_ready("rules not loaded")
+    problems: list[str] = []
     try:
         store = state_store()
     except ServiceUnavailable as error:
-        return _not_ready(error.diagnostics)
-    problem = state_problem(store)
-    if problem is not None:
-        return _not_ready(problem)
+        problems.append(error.diagnostics)
+    else:
+        problem = state_problem(store)
+        if problem is not None:
+            problems.append(problem)
     from .serving.paths import PATHS
 
     unwritable = PATHS.problems()
-    if unwritable:
-        return _not_ready("; ".join(p.text() for p in unwritable),
-                          unwritable=[{"path": p.path, "reason": p.reason, "neededFor": p.what}
-                                      for p in unwritable])
+    problems += [p.text() for p in unwritable]
+    if problems:
+        details = {"unwritable": [{"path": p.path, "reason": p.reason, "neededFor": p.what}
+                                  for p in unwritable]} if unwritable else {}
+        return _not_ready("; ".join(problems), **details)
     return json_response(
         {"status": "ready", "rules": rules.id, "rulesVersion": rules.version,
          "valueSets": len(rules.value_sets), "state": store.kind},

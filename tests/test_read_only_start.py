@@ -4,8 +4,9 @@ As ``docker run --read-only`` without its tmpfs (Kubernetes' ``readOnlyRootFiles
 and without Docker: in a private mount namespace (``unshare -m``, as root, which CI is)
 the directory given as ``TMPDIR``, ``/tmp``, ``/var/tmp`` and the working directory are
 read-only bind mounts, so Python finds no usable temporary directory at all, as in the
-issue's crash. Without root, a directory without write permission stands in for the
-metrics directory. Every line the server writes must be a JSON object (no traceback).
+issue's crash, and the state file (under ``/tmp`` here) cannot be written either.
+Without root, a directory without write permission stands in for the metrics
+directory. Every line the server writes must be a JSON object (no traceback).
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ def test_a_read_only_start_names_each_path_and_is_not_ready(tmp_path: Path) -> N
         assert named["temporary directory"]["path"] == "/tmp"
         assert named["temporary directory"]["reason"] == "Read-only file system"
         assert "Read-only file system" in named["metrics directory"]["reason"]
+        # The state file lies under the read-only /tmp too: the store names it itself.
+        state_file = str(tmp_path / "state" / "s.sqlite3")
+        assert any(line["level"] == "ERROR" and state_file in line["msg"]
+                   and "Read-only file system" in line["msg"] for line in lines)
+        assert state_file in ready["reason"]
     else:
         assert named["metrics directory"]["reason"] == "Permission denied"
     assert status == 503

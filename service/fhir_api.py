@@ -46,14 +46,19 @@ def _strict() -> bool:
 def ipex_screen() -> Response:
     rt = runtime()
     require_api_caller(request)
-    strict = _strict()
+    # The record is parsed, screened and written with the cyclic GC paused, and it is
+    # gone (freed by reference counting) before the GC runs again: otherwise the first
+    # collection after the pause walks the whole parsed record.
+    with paused_gc():
+        return _answer(rt, strict=_strict())
+
+
+def _answer(rt: Runtime, *, strict: bool) -> Response:
     # The nesting walk only for strict handling, whose FHIR validator recurses.
     body = read_json(request, max_bytes=int(rt.settings.max_body_mb * 1024 * 1024),
                      max_depth=rt.settings.max_json_depth if strict else None,
                      max_entries=rt.settings.max_entries)
-    as_of = as_of_parameter(body)
-    with paused_gc():
-        return _screened(rt, body, as_of, strict=strict)
+    return _screened(rt, body, as_of_parameter(body), strict=strict)
 
 
 def _screened(rt: Runtime, body: Any, as_of: dt.date | None, *, strict: bool) -> Response:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import NotABundle, NothingToScreen, ScreeningError
 from .evidence import Evidence
-from .record import read_bundle, unwrap_bundle
+from .record import passes_over, read_bundle, unwrap_bundle
 from .result import ScreeningResult
 from .risk_assessment import explained_text, notes, table_rows
 from .ruleset import RuleSet, RuleSetError, build_rule_set
@@ -29,6 +29,7 @@ __all__ = [
     "build_rule_set",
     "explained_text",
     "notes",
+    "passes_over",
     "screen_bundle",
     "screen_record",
     "table_rows",

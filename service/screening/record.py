@@ -468,6 +468,23 @@ def _owner(
     return record
 
 
+def passes_over(resource: Mapping[str, Any], rules: RuleSet) -> bool:
+    """True when screening a Bundle that holds ``resource`` gives the same result as
+    screening it without: a Condition or Observation whose codes are all well formed and
+    none of them, nor any component's, is one the rules read.
+
+    For readers that see resources before they are gathered into a patient's Bundle
+    (population screening of a Bulk Data export, where nearly every Observation is a
+    vital sign or routine lab): what this passes over need not be kept. Anything else,
+    including a resource with an unreadable code (which screening reports), is kept.
+    """
+    kind = resource.get("resourceType")
+    if kind not in ("Condition", "Observation"):
+        return False
+    read, _ = _is_read(_Entry(0, resource, kind, "", None), rules, None, Problems())
+    return not read  # what screening cannot read it reports, so counts as read
+
+
 def entries_read(
     bundle: Mapping[str, Any], rules: RuleSet, *, order_code: tuple[str, str] | None = None
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:

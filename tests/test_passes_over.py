@@ -1,0 +1,140 @@
+"""`passes_over`: the resources a reader may drop before screening without changing it.
+
+Population screening drops them from a Bulk Data export before grouping by patient
+(nearly every Synthea Observation is a vital sign or a routine lab). The promise is
+exact: replacing each passed-over resource by an inert one leaves the whole screening
+result equal, not-read notes and their locations included. Checked on every scenario,
+published case and Synthea record, and on generated records with malformed fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+
+from service.profiles import Profiles
+from service.screening import RuleSet, ScreeningResult, passes_over, screen_bundle
+
+from .conftest import load_json, scenario_files, synthea_files
+from .published import load_cases
+from .test_properties import AS_OF, EXAMPLES, RULES, UNREAD_CODES, Record, _bundle, records
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+
+
+def _inert(bundle: dict[str, Any], rules: RuleSet) -> tuple[dict[str, Any], int]:
+    """The Bundle with each passed-over resource swapped for an empty Basic, and how many."""
+    out = copy.deepcopy(bundle)
+    dropped = 0
+    for entry in out.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and passes_over(resource, rules):
+            entry["resource"] = {"resourceType": "Basic", "id": resource.get("id", "x")}
+            dropped += 1
+    return out, dropped
+
+
+def _same_without_passed_over(bundle: dict[str, Any], as_of: dt.date,
+                              profiles: Profiles) -> int:
+    inert, dropped = _inert(bundle, profiles.rules)
+    before: list[ScreeningResult] = screen_bundle(bundle, profiles.rules, as_of=as_of)
+    after = screen_bundle(inert, profiles.rules, as_of=as_of)
+    assert after == before
+    return dropped
+
+
+@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
+def test_scenarios_screen_the_same_without_what_is_passed_over(
+    path: Path, profiles: Profiles
+) -> None:
+    doc = load_json(path)
+    _same_without_passed_over(doc["bundle"], dt.date.fromisoformat(doc["asOf"]), profiles)
+
+
+def test_published_cases_screen_the_same_without_what_is_passed_over(
+    profiles: Profiles,
+) -> None:
+    for case in load_cases():
+        _same_without_passed_over(dict(case.doc["bundle"]), case.as_of, profiles)
+
+
+def test_synthea_records_the_same_and_nearly_every_observation_passed_over(
+    profiles: Profiles,
+) -> None:
+    observations = passed = 0
+    for path in synthea_files():
+        bundle = load_json(path)
+        passed += _same_without_passed_over(bundle, dt.date(2026, 11, 30), profiles)
+        observations += sum(1 for e in bundle["entry"]
+                            if e["resource"]["resourceType"] in ("Observation", "Condition"))
+    # What makes dropping worth it: vital signs and routine labs are almost all of it.
+    assert passed > 0.9 * observations
+
+
+@given(records(max_conditions=4, max_observations=4))
+@EXAMPLES
+def test_generated_records_screen_the_same(record: Record) -> None:
+    patient, resources = record
+    extra = [{"resourceType": "Condition", "id": f"u{i}", "subject": {"reference": "Patient/p1"},
+              "code": {"coding": [{"system": system, "code": code}]}}
+             for i, (system, code) in enumerate(UNREAD_CODES)]
+    bundle = _bundle([patient, *resources, *extra])
+    inert, _ = _inert(bundle, RULES)
+    assert screen_bundle(inert, RULES, as_of=AS_OF) == screen_bundle(bundle, RULES, as_of=AS_OF)
+
+
+def _condition(code: Any) -> dict[str, Any]:
+    return {"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "code": code}
+
+
+def _observation(code: Any, **more: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+            "code": code, **more}
+
+
+HEART_RATE = {"coding": [{"system": LOINC, "code": "8867-4"}]}
+T1D = {"coding": [{"system": SNOMED, "code": "46635009"}]}
+
+
+@pytest.mark.parametrize("resource", [
+    _condition({"coding": [{"system": SNOMED, "code": "38341003"}]}),  # hypertension
+    _observation(HEART_RATE),
+    _observation({"coding": [{"system": LOINC, "code": "8867-4"},
+                             {"system": "urn:example", "code": "hr"}]}),
+    # Screening reads components only of Observations it reads, or those coded for it.
+    _observation(HEART_RATE, component=[{"code": {"text": "free text"}}]),
+    _observation(HEART_RATE, component="not a list"),
+], ids=["unrelated-condition", "vital-sign", "two-unread-codings", "text-only-component",
+        "bad-components"])
+def test_passes_over_codes_the_rules_never_read(resource: dict[str, Any]) -> None:
+    assert passes_over(resource, RULES)
+
+
+@pytest.mark.parametrize("resource", [
+    _condition(T1D),
+    _condition({"coding": [{"system": SNOMED, "code": "38341003"}, *T1D["coding"]]}),
+    _condition("46635009"),                                # a code given as a string
+    _condition({"text": "type 1 diabetes"}),               # text only: reported
+    _condition({"coding": [{"code": "46635009"}]}),        # no system: reported
+    _condition(None),
+    {"resourceType": "Patient", "id": "p1"},
+    {"resourceType": "ServiceRequest", "code": {"text": "FOXP3 sequencing"}},
+    {"resourceType": "Encounter"},
+], ids=["read-code", "one-read-coding", "string-code", "text-only", "no-system", "no-code",
+        "patient", "order", "other-type"])
+def test_keeps_what_screening_reads_or_reports(resource: dict[str, Any]) -> None:
+    assert not passes_over(resource, RULES)
+
+
+def test_keeps_an_observation_whose_component_the_rules_read() -> None:
+    assert RULES.lab_rules is not None
+    code = sorted(RULES.lab_rules.labs[0].codes)[0]
+    resource = _observation(HEART_RATE, component=[
+        {"code": {"coding": [{"system": LOINC, "code": code}]}, "valueQuantity": {"value": 1}}])
+    assert not passes_over(resource, RULES)

@@ -158,6 +158,11 @@ HOOK_CALL = {"hook": "patient-view", "hookInstance": "i-1", "context": {"patient
     ("HookRequest", "/cds-services/ipex-foxp3-screen",
      {**HOOK_CALL, "fhirAuthorization": {"access_token": "t", "token_type": "Bearer",
                                          "expires_in": 60, "scope": "s", "subject": "x"}}, 400),
+    # Past 2**53 a JSON reader may keep only a float: refused, and documented as refused.
+    ("HookRequest", "/cds-services/ipex-foxp3-screen",
+     {**HOOK_CALL, "fhirServer": "https://ehr.example.org/fhir",
+      "fhirAuthorization": {"access_token": "t", "token_type": "Bearer",
+                            "expires_in": 10**30, "scope": "s", "subject": "x"}}, 400),
     ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": ""}, 400),
     ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": "Bundle", "type": "history"}, 400),
     ("ScreenInput", "/fhir/$ipex-screen", {"resourceType": "Parameters", "parameter": []}, 400),

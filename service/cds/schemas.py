@@ -26,6 +26,7 @@ from marshmallow import (
 )
 
 from ..edge.errors import BadRequest, PayloadTooLarge
+from ..edge.openapi_schemas import MAX_JSON_INTEGER
 
 HOOK = "patient-view"
 # A FHIR id (R4 ``id`` datatype): it goes into URLs, so nothing else is let through.
@@ -51,7 +52,9 @@ class FhirAuthorizationSchema(_Tolerant):
     access_token = fields.String(required=True, validate=NON_EMPTY)
     token_type = fields.String(
         required=True, validate=validate.OneOf(["Bearer"], error="must be 'Bearer'"))
-    expires_in = fields.Integer(required=True, strict=True)
+    expires_in = fields.Integer(
+        required=True, strict=True, validate=validate.Range(max=MAX_JSON_INTEGER),
+        error_messages={"invalid": f"must be whole seconds, at most {MAX_JSON_INTEGER}"})
     scope = fields.String(required=True)
     subject = fields.String(required=True)
     patient = fields.String(allow_none=True)

@@ -59,7 +59,34 @@ def _parser() -> argparse.ArgumentParser:
                         help="the HTML file to write (default feedback-report.html)")
     report.add_argument("--since", type=_date, default=None,
                         help="only cards and answers from this date (YYYY-MM-DD)")
+    _population_parser(sub)
     return parser
+
+
+def _population_parser(sub: Any) -> None:
+    population = sub.add_parser(
+        "population", help="screen a FHIR Bulk Data export (NDJSON) into a worklist and report",
+        description="Screen every patient of a Bulk Data export (a directory of NDJSON files, "
+                    "or a manifest), or fetch the export first with --from.")
+    population.add_argument("source", nargs="?", metavar="SOURCE",
+                            help="directory of *.ndjson[.gz] files, one such file, or a "
+                                 "Bulk Data manifest (JSON)")
+    population.add_argument("--from", dest="from_url", metavar="FHIR_GROUP_OR_BASE_URL",
+                            help="run a Bulk Data export on this FHIR server (Group/ID, "
+                                 "Patient, or the base URL) and screen it")
+    population.add_argument("--out", required=True, type=Path, metavar="DIR",
+                            help="where RiskAssessment.ndjson, flagged.csv, summary.json and "
+                                 "report.html are written")
+    population.add_argument("--engine", choices=("local", "spark"), default="local",
+                            help="local: this machine's cores (default); spark: a Spark "
+                                 "session (pip install ipex-screen[spark])")
+    population.add_argument("--as-of", type=dt.date.fromisoformat, default=None,
+                            help="screen as of this date (YYYY-MM-DD; default today, UTC)")
+    population.add_argument("--flagged-only", action="store_true",
+                            help="write RiskAssessments of flagged patients only")
+    population.add_argument("--workers", type=int, default=None,
+                            help="worker processes of the local engine (default "
+                                 "IPEX_POPULATION_WORKERS, else every core)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(host=args.host, port=args.port, workers=args.workers)
         if args.command == "feedback-report":
             return _feedback_report(args.out, since=args.since)
+        if args.command == "population":
+            from .population.command import population
+
+            return population(args, parser)
         return _screen(args.files, as_of=args.as_of, explain=args.explain)
     except (ConfigError, ProfilesError) as exc:
         print(f"ipex-screen: {exc}", file=sys.stderr)

@@ -8,6 +8,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+# What a Bulk Data export for screening needs to read (SMART v1 scopes; v2 servers
+# accept ``.rs``: set IPEX_BULK_SCOPE).
+BULK_SCOPE = ("system/Patient.read system/Condition.read system/Observation.read "
+              "system/ServiceRequest.read")
+
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot use; it must not start."""
@@ -43,6 +48,13 @@ class Settings:
     smart_client_id: str = "ipex-screen-timeline"
     smart_scope: str = ("launch patient/Patient.rs patient/Condition.rs patient/Observation.rs "
                         "patient/ServiceRequest.rs")
+    population_workers: int | None = None
+    bulk_client_id: str | None = None
+    bulk_key_file: str | None = None
+    bulk_key_id: str | None = None
+    bulk_scope: str = BULK_SCOPE
+    bulk_timeout_s: float = 30.0
+    bulk_deadline_s: float = 21600.0
 
     @property
     def order_coding(self) -> tuple[str, str] | None:
@@ -136,6 +148,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                       ("IPEX_SMART_SCOPE", "smart_scope")):
         if get(name, "").strip():
             values[key] = " ".join(get(name, "").split())
+    values.update(_population(get))
     if get("IPEX_LOG_LEVEL"):
         level = get("IPEX_LOG_LEVEL", "").strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -147,6 +160,25 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     values.update(overrides)
     return replace(Settings(), **values)
+
+
+def _population(get: Any) -> dict[str, Any]:
+    """Settings of ``ipex-screen population`` and of its Bulk Data client."""
+    values: dict[str, Any] = {}
+    if get("IPEX_POPULATION_WORKERS"):
+        values["population_workers"] = int(_number(
+            "IPEX_POPULATION_WORKERS", get("IPEX_POPULATION_WORKERS"), int))
+    for name, key in (("IPEX_BULK_CLIENT_ID", "bulk_client_id"),
+                      ("IPEX_BULK_KEY_FILE", "bulk_key_file"),
+                      ("IPEX_BULK_KEY_ID", "bulk_key_id"),
+                      ("IPEX_BULK_SCOPE", "bulk_scope")):
+        if get(name):
+            values[key] = get(name).strip()
+    for name, key in (("IPEX_BULK_TIMEOUT_S", "bulk_timeout_s"),
+                      ("IPEX_BULK_DEADLINE_S", "bulk_deadline_s")):
+        if get(name):
+            values[key] = _number(name, get(name), float)
+    return values
 
 
 def default_profiles_dir() -> Path:

@@ -1,0 +1,66 @@
+"""The one place that reads a :class:`ScreeningResult`'s fields for population outputs.
+
+The screening core is being extended (rules v2: tier rows 5-9 and recommendation
+kinds IPEX / NDM / PANEL; typed facts with "not read" findings). When it changes,
+this file is what adapts: the row, the recommendation and the not-read counts of
+``flagged.csv``, ``summary.json`` and the report all come from here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from ..screening import ScreeningResult
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the population outputs need from one patient's screening."""
+
+    tier: str
+    row: int
+    rule: str
+    recommendation: str | None
+    suppressed: bool
+    evidence: str
+    criterion_ages: dict[str, float]
+    not_read: Counter[str]
+
+    @property
+    def flagged(self) -> bool:
+        """On the worklist: testing is recommended (tier high or moderate, not suppressed)."""
+        return self.recommendation is not None
+
+
+def read_result(result: ScreeningResult) -> Reading:
+    findings = result.findings
+    birth = result.patient.birth_date
+    ages: dict[str, float] = {}
+    parts: list[str] = []
+    for key, finding in sorted(findings.criteria.items()):
+        earliest = finding.earliest
+        parts.append(f"{key}: {earliest.description} [{earliest.code_label}] "
+                     f"at {earliest.age_at_onset}")
+        if birth is not None:
+            ages[key] = round((finding.onset_bound - birth).days / _DAYS_PER_MONTH, 1)
+    recommendation = result.recommendation
+    return Reading(
+        tier=result.tier,
+        row=result.decision.row.row,
+        rule=result.decision.row.rule,
+        recommendation=recommendation.test_name if recommendation else None,
+        suppressed=result.suppressed,
+        evidence="; ".join(parts),
+        criterion_ages=ages,
+        not_read=Counter(not_read_kind(n.reason) for n in findings.not_counted),
+    )
+
+
+def not_read_kind(reason: str) -> str:
+    """A reason with its numbers taken out, so no value or date reaches the counts."""
+    return _NUMBER.sub("#", reason)[:300]

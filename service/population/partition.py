@@ -1,0 +1,123 @@
+"""Grouping an export by patient with bounded memory: hashed partitions on disk.
+
+Phase 1 reads every line once and appends it to one of N partition files chosen by
+a stable hash (CRC-32) of its Patient id, so all of a patient's lines, from every
+file of the export, land in the same partition. Phase 2 loads one partition at a
+time (about ``PARTITION_BYTES``), groups it in a dict and screens each patient.
+Peak memory is set by the partition size, not by the export: N grows with it.
+
+Why partitions rather than SQLite: the work is one sequential write and one
+sequential read per line, with no index to maintain (SQLite would keep a B-tree on
+patient id and store every line twice), appends from several worker processes
+need no locking (each worker writes its own files), and the same layout is what
+Spark does in its shuffle, so both engines group the same way.
+
+A partition record is one line: ``patient-id TAB type TAB file TAB line TAB json``.
+Patient ids are FHIR ids (``[A-Za-z0-9-.]{1,64}``) and NDJSON lines hold no
+newline, so the record needs no escaping.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lines import Keyed, classify
+from .patient import Line, Screener
+from .problems import Problems
+from .source import Block
+from .tally import ExportTally
+
+PARTITION_BYTES = 32 << 20
+MAX_PARTITIONS = 1000  # past ~32 GB partitions grow instead: the merge keeps one file open each
+
+
+def partition_count(estimated_bytes: int) -> int:
+    return max(1, min(MAX_PARTITIONS, math.ceil(estimated_bytes / PARTITION_BYTES)))
+
+
+def partition_of(patient_id: str, count: int) -> int:
+    """Stable across processes and runs (Python's own ``hash`` of a str is not)."""
+    return zlib.crc32(patient_id.encode()) % count
+
+
+def block_lines(block: Block) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a block with their 1-based line numbers."""
+    for offset, line in enumerate(block.data.split(b"\n")[:-1]):
+        stripped = line.strip()
+        if stripped:
+            yield block.first_line + offset, stripped
+
+
+def partition_block(block: Block, directory: Path, count: int, writer: str) -> ExportTally:
+    """Phase 1: append each usable line of a block to its patient's partition file."""
+    tally = ExportTally()
+    buffers: dict[int, list[bytes]] = defaultdict(list)
+    for number, line in block_lines(block):
+        classified = classify(line)
+        tally.count(block.file_index, number, classified)
+        if isinstance(classified, Keyed):
+            pid = classified.patient_id
+            buffers[partition_of(pid, count)].append(
+                b"%s\t%s\t%d\t%d\t%s\n" % (pid.encode(), classified.resource_type.encode(),
+                                           block.file_index, number, line))
+    for index, records in buffers.items():
+        with open(directory / f"p{index:05d}.{writer}", "ab") as handle:
+            handle.write(b"".join(records))
+    return tally
+
+
+def read_partition(directory: Path, index: int) -> dict[str, list[Line]]:
+    """Phase 2: one partition's lines grouped by patient id."""
+    groups: dict[str, list[Line]] = defaultdict(list)
+    for path in sorted(directory.glob(f"p{index:05d}.*")):
+        with open(path, "rb") as handle:
+            for record in handle:
+                pid, kind, file_index, number, raw = record.rstrip(b"\n").split(b"\t", 4)
+                groups[pid.decode()].append(Line(int(file_index), int(number), kind.decode(),
+                                                 raw))
+    return groups
+
+
+@dataclass(slots=True)
+class PartitionResult:
+    patients: int
+    screened: int
+    problems: Problems
+
+
+def screen_partition(directory: Path, index: int, screener: Screener, results: Path
+                     ) -> PartitionResult:
+    """Screen every patient of one partition; outcomes go to a file sorted by patient id."""
+    groups = read_partition(directory, index)
+    problems = Problems()
+    screened = 0
+    with open(results / f"r{index:05d}.ndjson", "wb") as handle:
+        for pid in sorted(groups):
+            outcome = screener.screen(pid, groups[pid], problems)
+            if outcome is not None:
+                screened += 1
+                handle.write(pid.encode() + b"\t" + outcome.to_wire() + b"\n")
+    return PartitionResult(len(groups), screened, problems)
+
+
+def merged_outcomes(results: Path, count: int) -> Iterator[bytes]:
+    """Every partition's outcomes in one stream sorted by patient id (a k-way merge)."""
+    import heapq
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count + 64:
+        wanted = count + 64 if hard == resource.RLIM_INFINITY else min(hard, count + 64)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    handles = [open(results / f"r{i:05d}.ndjson", "rb") for i in range(count)]
+    try:
+        for record in heapq.merge(*handles, key=lambda r: r.split(b"\t", 1)[0]):
+            yield record.split(b"\t", 1)[1].rstrip(b"\n")
+    finally:
+        for handle in handles:
+            handle.close()

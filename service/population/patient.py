@@ -1,0 +1,156 @@
+"""One patient's lines -> an in-memory collection Bundle -> the core -> a PatientOutcome.
+
+The RiskAssessment is made deterministic so that a re-run on the same export with
+the same ``--as-of`` writes identical bytes: its ``id`` is a UUID v5 of the patient
+id, the as-of date and the rule set version, and ``occurrenceDateTime`` is the
+as-of date at midnight UTC (a population run screens *as of* that day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..screening import InvalidEntry, RuleSet, ScreeningError, screen_bundle
+from ..screening.risk_assessment import risk_assessment
+from .core_view import not_read_kind, read_result
+from .lines import PATIENT
+from .problems import Problem, Problems
+
+RISK_ASSESSMENT_NAMESPACE = uuid.UUID("6c1f8f0e-5a52-5d7c-9d0c-1f0e2a3b4c5d")
+_ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
+# An invalid entry is set aside and the patient screened again without it; a record
+# with more invalid entries than this is not screened (listed, never fatal).
+MAX_SET_ASIDE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One export line of a patient, with where it came from."""
+
+    file_index: int
+    line: int
+    resource_type: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class PatientOutcome:
+    """What the outputs need of one screened patient (plain data, cheap to ship)."""
+
+    patient_id: str
+    flagged: bool
+    tier: str
+    row: int
+    recommendation: str | None
+    suppressed: bool
+    evidence: str
+    criterion_ages: dict[str, float]
+    not_read: dict[str, int]
+    risk_assessment: bytes
+    set_aside: int = 0
+
+    def to_wire(self) -> bytes:
+        return orjson.dumps({
+            "p": self.patient_id, "f": self.flagged, "t": self.tier, "r": self.row,
+            "rec": self.recommendation, "s": self.suppressed, "e": self.evidence,
+            "a": self.criterion_ages, "n": self.not_read, "x": self.set_aside,
+            "ra": orjson.Fragment(self.risk_assessment),
+        })
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> PatientOutcome:
+        d = orjson.loads(data)
+        return cls(d["p"], d["f"], d["t"], d["r"], d["rec"], d["s"], d["e"], d["a"], d["n"],
+                   orjson.dumps(d["ra"]), d["x"])
+
+
+@dataclass(slots=True)
+class Screener:
+    """Screens patients as of a date with loaded rules; holds no state between patients."""
+
+    rules: RuleSet
+    as_of: dt.date
+    order_code: tuple[str, str] | None = None
+    computed_at: dt.datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.computed_at = dt.datetime.combine(self.as_of, dt.time(), tzinfo=dt.UTC)
+
+    def screen(self, patient_id: str, lines: list[Line], problems: Problems
+               ) -> PatientOutcome | None:
+        """Screen one patient's lines; problems found are added to ``problems``."""
+        lines = sorted(lines, key=lambda x: (x.file_index, x.line))
+        patients = [x for x in lines if x.resource_type == PATIENT]
+        if not patients:
+            for x in lines:
+                problems.add(Problem(x.file_index, x.line, "unknown-patient",
+                                     f"a {x.resource_type} whose Patient is not in the export"))
+            return None
+        for extra in patients[1:]:
+            problems.add(Problem(extra.file_index, extra.line, "duplicate-patient",
+                                 "a second Patient with the same id (the first one is used)"))
+        kept = [patients[0]] + [x for x in lines if x.resource_type != PATIENT]
+        resources = [orjson.loads(x.raw) for x in kept]
+        set_aside = 0
+        while True:
+            bundle = {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": r} for r in resources]}
+            try:
+                results = screen_bundle(bundle, self.rules, as_of=self.as_of,
+                                        order_code=self.order_code)
+                break
+            except InvalidEntry as exc:
+                index = _entry_index(exc)
+                if index is None or index == 0 or set_aside >= MAX_SET_ASIDE:
+                    where = kept[index] if index is not None else kept[0]
+                    problems.add(Problem(where.file_index, where.line, "not-screened",
+                                         _diagnostics(exc, where)))
+                    return None
+                where = kept.pop(index)
+                resources.pop(index)
+                set_aside += 1
+                problems.add(Problem(where.file_index, where.line, "invalid-fhir",
+                                     _diagnostics(exc, where)))
+            except ScreeningError as exc:
+                problems.add(Problem(kept[0].file_index, kept[0].line, "not-screened",
+                                     _diagnostics(exc, kept[0])))
+                return None
+        (result,) = results
+        reading = read_result(result)
+        resource = risk_assessment(
+            result, self.rules, computed_at=self.computed_at,
+            resource_id=str(uuid.uuid5(RISK_ASSESSMENT_NAMESPACE,
+                                       f"{patient_id}|{self.as_of.isoformat()}|"
+                                       f"{self.rules.version}")),
+        )
+        return PatientOutcome(
+            patient_id=patient_id,
+            flagged=reading.flagged,
+            tier=reading.tier,
+            row=reading.row,
+            recommendation=reading.recommendation,
+            suppressed=reading.suppressed,
+            evidence=reading.evidence,
+            criterion_ages=reading.criterion_ages,
+            not_read=dict(reading.not_read),
+            risk_assessment=orjson.dumps(resource),
+            set_aside=set_aside,
+        )
+
+
+def _entry_index(exc: ScreeningError) -> int | None:
+    match = _ENTRY.search(exc.expression or exc.diagnostics)
+    return int(match.group(1)) if match else None
+
+
+def _diagnostics(exc: ScreeningError, where: Line) -> str:
+    """The core's message, its Bundle path named by resource type and its values masked."""
+    text = _ENTRY.sub(where.resource_type, exc.diagnostics).replace(
+        f"{where.resource_type}.resource", where.resource_type)
+    return not_read_kind(text)
+

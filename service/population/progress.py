@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -23,7 +23,7 @@ class Progress:
         self._clock, self._every = clock, every_s
         self._done = 0.0
         self._start = self._last = clock()
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
         if self._stream.isatty():
             self._bar = tqdm(total=total / scale, desc=label, unit=f" {unit}",
                              file=self._stream, dynamic_ncols=True, smoothing=0.1,

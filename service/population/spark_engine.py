@@ -111,6 +111,13 @@ def _screen_groups(spec: ScreeningSpec) -> Callable[[Iterable[tuple[str, Iterabl
     return screen
 
 
+def _numbering(file_index: int) -> Callable[[tuple[Any, int]], tuple[int, int, bytes]]:
+    # textFile(use_unicode=False) gives bytes, though pyspark's stubs say str.
+    def number(pair: tuple[Any, int]) -> tuple[int, int, bytes]:
+        return file_index, pair[1] + 1, pair[0]
+    return number
+
+
 def run_spark(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
               progress: Callable[..., Progress] = Progress,
               spark: SparkSession | None = None) -> EngineRun:
@@ -120,18 +127,16 @@ def run_spark(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
     session = spark or local_session()
     sc = session.sparkContext
     count = partition_count(estimated_bytes(files))
-    numbered = [
-        sc.textFile(str(f.path), use_unicode=False).zipWithIndex().map(
-            lambda pair, index=f.index: (index, pair[1] + 1, pair[0]))
-        for f in files
-    ]
+    numbered = [sc.textFile(str(f.path), use_unicode=False).zipWithIndex().map(
+        _numbering(f.index)) for f in files]
     rows = sc.union(numbered) if len(numbered) > 1 else numbered[0]
     screened = (rows.mapPartitions(_classify_lines)
                 .groupByKey(numPartitions=count)
                 .mapPartitions(_screen_groups(spec)))
     screened.persist(StorageLevel.MEMORY_AND_DISK)
     print("spark: reading, grouping and screening the export", file=sys.stderr)
-    ordered = screened.sortByKey(numPartitions=count).toLocalIterator()
+    ordered: Iterator[tuple[str, Any]] = screened.sortByKey(
+        numPartitions=count).toLocalIterator()
     tally = ExportTally()
     first: tuple[str, Any] | None = None
     for key, value in ordered:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..screening import ScreeningResult
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)?")
 _DAYS_PER_MONTH = 365.25 / 12
 
 

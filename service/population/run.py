@@ -32,8 +32,13 @@ class PopulationRequest:
 
 def screen_export(source: Path, request: PopulationRequest, settings: Settings, *,
                   export: dict[str, Any] | None = None,
-                  progress: Callable[..., Progress] = Progress) -> dict[str, Any]:
-    """Screen the export at ``source`` into ``request.out``; return the summary."""
+                  progress: Callable[..., Progress] = Progress,
+                  spark: Any = None) -> dict[str, Any]:
+    """Screen the export at ``source`` into ``request.out``; return the summary.
+
+    ``spark``: a SparkSession to use with the spark engine (default: a local one,
+    ``local[workers]``, stopped at the end).
+    """
     files = list_export(source)
     profiles_dir = settings.profiles_dir or str(default_profiles_dir())
     rules = load_profiles(Path(profiles_dir)).rules
@@ -41,7 +46,7 @@ def screen_export(source: Path, request: PopulationRequest, settings: Settings, 
     request.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".ipex-population-", dir=request.out))
     try:
-        run = _engine_run(files, spec, request, work, progress)
+        run = _engine_run(files, spec, request, work, progress, spark)
         info = RunInfo(request.as_of, rules.id, rules.version, request.flagged_only, files,
                        export)
         summary = write_outputs(request.out, run.outcomes, run.tally, info,
@@ -53,9 +58,11 @@ def screen_export(source: Path, request: PopulationRequest, settings: Settings, 
 
 
 def _engine_run(files: list[ExportFile], spec: ScreeningSpec, request: PopulationRequest,
-                work: Path, progress: Callable[..., Progress]) -> EngineRun:
+                work: Path, progress: Callable[..., Progress], spark: Any) -> EngineRun:
     if request.engine == "spark":
-        from .spark_engine import run_spark
+        from .spark_engine import local_session, run_spark
 
-        return run_spark(files, spec, work_dir=work, progress=progress)
+        session = spark or local_session(master=f"local[{request.workers}]")
+        return run_spark(files, spec, work_dir=work, progress=progress, spark=session,
+                         stop_session=spark is None)
     return run_local(files, spec, work_dir=work, workers=request.workers, progress=progress)

@@ -120,11 +120,16 @@ def _numbering(file_index: int) -> Callable[[tuple[Any, int]], tuple[int, int, b
 
 def run_spark(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
               progress: Callable[..., Progress] = Progress,
-              spark: SparkSession | None = None) -> EngineRun:
-    """Group and screen an export with Spark; ``spark`` defaults to a local session."""
+              spark: SparkSession | None = None, stop_session: bool = False) -> EngineRun:
+    """Group and screen an export with Spark (``spark`` defaults to a local session).
+
+    The outcomes stream from the cluster while the caller writes them; the session
+    is stopped after the last one when ``stop_session`` (or when it was made here).
+    """
     from pyspark import StorageLevel
 
     session = spark or local_session()
+    stop = stop_session or spark is None
     sc = session.sparkContext
     count = partition_count(estimated_bytes(files))
     numbered = [sc.textFile(str(f.path), use_unicode=False).zipWithIndex().map(
@@ -156,7 +161,7 @@ def run_spark(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
                 yield wire
         finally:
             screened.unpersist()
-            if spark is None:
+            if stop:
                 session.stop()
 
     return EngineRun(outcomes(), tally, tally.screened_types["Patient"])

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from bench.bulk_export import template
+from service.cli import main
 from service.config import Settings, load_settings
 from service.population.bulk.errors import (
     BulkAuthError,
@@ -22,6 +24,7 @@ from service.population.bulk.fetch import export_urls, fetch_export
 
 from .bulk_server import CLIENT_ID, TYPES, Behaviour, BulkServer
 from .jwt_support import Signer
+from .population_support import AS_OF, triad_bundle
 
 PATIENT = orjson.dumps({"resourceType": "Patient", "id": "p1", "gender": "male",
                         "birthDate": "2025-01-10"})
@@ -207,3 +210,36 @@ def test_settings_and_urls_are_checked_before_any_request(tmp_path: Path) -> Non
     with pytest.raises(BulkConfigError, match="PEM"):
         fetch_export("https://ehr.example/fhir", tmp_path,
                      load_settings({}, bulk_client_id="c", bulk_key_file=str(bad_key)))
+
+
+def test_population_from_a_server_screens_what_it_downloaded(
+        tmp_path: Path, es384: Signer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    lines = template(triad_bundle(), copies=False).lines
+    files = {f"{kind}.ndjson": b"\n".join(rows) + b"\n" for kind, rows in lines.items() if rows}
+    monkeypatch.setenv("IPEX_BULK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("IPEX_BULK_KEY_FILE", str(_key_file(tmp_path, es384)))
+    with BulkServer(Behaviour(signer=es384, files=files, polls_before_done=0,
+                              error_lines=ERRORS)) as server:
+        code = main(["population", "--from", f"{server.base}/Group/g", "--out",
+                     str(tmp_path / "out"), "--as-of", AS_OF.isoformat(), "--workers", "1"])
+    assert code == 0 and server.problems == []
+    assert (tmp_path / "out" / "flagged.csv").read_text().splitlines()[1].startswith("baby1,")
+    summary = orjson.loads((tmp_path / "out" / "summary.json").read_bytes())
+    assert summary["export"] == {"transactionTime": "2025-09-01T00:00:00Z", "outputFiles": 2,
+                                 "errorFiles": 1, "errorIssues": 2}
+    assert summary["exportErrors"] == {"issues": 2, "byCode": {"processing": 1,
+                                                               "too-costly": 1}}
+    err = capsys.readouterr().err
+    assert "1 flagged" in err and "token-1" not in err
+
+
+def test_population_from_a_failed_export_exits_1_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with BulkServer(Behaviour(files=dict(FILES), fail_job=True, polls_before_done=1,
+                              retry_after="0")) as server:
+        code = main(["population", "--from", f"{server.base}/Group/g", "--out",
+                     str(tmp_path / "out")])
+    assert code == 1
+    assert "the export failed (HTTP 500): export failed: the job ran out of disk" in (
+        capsys.readouterr().err)

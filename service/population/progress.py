@@ -57,7 +57,7 @@ class Progress:
         elapsed = now - self._start
         rate = self._done / self._scale / max(elapsed, 1e-9)
         self._stream.write(f"{self._label}: {self._done / self._scale:,.0f} {self._unit} in "
-                           f"{_duration(elapsed)} ({rate:,.0f} {self._unit}/s)\n")
+                           f"{elapsed:.1f} s ({rate:,.0f} {self._unit}/s)\n")
         self._stream.flush()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from service.config import load_settings
+from service.population import spark_submit
 from service.population.run import PopulationRequest, screen_export
 from service.population.spark_engine import local_session
 
@@ -52,3 +53,11 @@ def test_spark_lists_the_same_unusable_lines(tmp_path: Path, spark: Any) -> None
     local, on_spark = _both(source, tmp_path, spark)
     assert on_spark == local
     assert b'"invalid-fhir"' in on_spark["summary.json"]
+
+
+def test_the_spark_submit_entry_uses_the_session_it_is_given(tmp_path: Path, spark: Any) -> None:
+    source = export_with_unusable_lines(tmp_path / "export")
+    assert spark_submit.main([str(source), "--out", str(tmp_path / "out"),
+                              "--as-of", AS_OF.isoformat(), "--flagged-only"]) == 0
+    assert (tmp_path / "out" / "flagged.csv").read_text().splitlines()[1].startswith("baby1,")
+    assert spark.sparkContext._jsc is not None, "a session it did not make is left running"

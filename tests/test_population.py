@@ -52,7 +52,7 @@ def test_the_synthea_export_plus_the_triad_boy_flags_exactly_him(screened: Path)
     (row,) = rows
     assert tuple(row) == FLAGGED_COLUMNS
     assert (row["tier"], row["row"]) == ("high", "1")
-    assert row["recommendation"].startswith("FOXP3")
+    assert row["recommendation"] == "IPEX" and row["test"].startswith("FOXP3")
     assert "ENT: Chronic diarrhea" in row["evidence"] and "at 1 month" in row["evidence"]
     assessments = [orjson.loads(x) for x in
                    (screened / "RiskAssessment.ndjson").read_bytes().splitlines()]

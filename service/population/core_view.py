@@ -1,9 +1,9 @@
 """The one place that reads a :class:`ScreeningResult`'s fields for population outputs.
 
-The screening core is being extended (rules v2: tier rows 5-9 and recommendation
-kinds IPEX / NDM / PANEL; typed facts with "not read" findings). When it changes,
-this file is what adapts: the row, the recommendation and the not-read counts of
-``flagged.csv``, ``summary.json`` and the report all come from here.
+When the core changes (next: typed facts with "not read" data-quality findings and
+their location, issue 12), this file is what adapts: the row, the recommendation
+kind (IPEX / NDM / PANEL) and test, and the not-read counts of ``flagged.csv``,
+``summary.json`` and the report all come from here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Reading:
     row: int
     rule: str
     recommendation: str | None
+    test: str | None
     suppressed: bool
     evidence: str
     criterion_ages: dict[str, float]
@@ -43,21 +44,25 @@ def read_result(result: ScreeningResult) -> Reading:
     ages: dict[str, float] = {}
     parts: list[str] = []
     for key, finding in sorted(findings.criteria.items()):
-        earliest = finding.earliest
+        earliest = min(finding.evidence, key=lambda e: (e.onset_bound, e.reference))
         parts.append(f"{key}: {earliest.description} [{earliest.code_label}] "
                      f"at {earliest.age_at_onset}")
         if birth is not None:
             ages[key] = round((finding.onset_bound - birth).days / _DAYS_PER_MONTH, 1)
     recommendation = result.recommendation
+    not_read = Counter(not_read_kind(n.reason) for n in findings.not_counted)
+    not_read.update(not_read_kind(f"{e.category.id}: explained by {e.explanation.cause.display}")
+                    for e in findings.explained)
     return Reading(
         tier=result.tier,
-        row=result.decision.row.row,
-        rule=result.decision.row.rule,
-        recommendation=recommendation.test_name if recommendation else None,
+        row=result.row.row,
+        rule=result.row.rule,
+        recommendation=recommendation.kind if recommendation else None,
+        test=recommendation.test_name if recommendation else None,
         suppressed=result.suppressed,
         evidence="; ".join(parts),
         criterion_ages=ages,
-        not_read=Counter(not_read_kind(n.reason) for n in findings.not_counted),
+        not_read=not_read,
     )
 
 

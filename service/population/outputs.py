@@ -28,7 +28,7 @@ RISK_ASSESSMENTS = "RiskAssessment.ndjson"
 FLAGGED = "flagged.csv"
 SUMMARY = "summary.json"
 REPORT = "report.html"
-FLAGGED_COLUMNS = ("patient_id", "tier", "row", "recommendation", "evidence")
+FLAGGED_COLUMNS = ("patient_id", "tier", "row", "recommendation", "test", "evidence")
 TIERS = ("high", "moderate", "low")
 
 
@@ -65,7 +65,7 @@ class OutcomeCounts:
         self.with_set_aside += outcome.set_aside > 0
         if outcome.flagged:
             self.flagged += 1
-            self.recommendations[outcome.recommendation or ""] += 1
+            self.recommendations[f"{outcome.recommendation}: {outcome.test}"] += 1
             for criterion, months in outcome.criterion_ages.items():
                 self.criterion_ages[criterion].append(months)
 
@@ -85,7 +85,7 @@ def write_outputs(out: Path, outcomes: Iterable[bytes], tally: ExportTally, info
             counts.add(outcome)
             if outcome.flagged:
                 flagged.writerow((outcome.patient_id, outcome.tier, outcome.row,
-                                  outcome.recommendation, outcome.evidence))
+                                  outcome.recommendation, outcome.test, outcome.evidence))
             if outcome.flagged or not info.flagged_only:
                 assessments.write(outcome.risk_assessment + b"\n")
             writing.advance(1)

@@ -47,6 +47,7 @@ class PatientOutcome:
     tier: str
     row: int
     recommendation: str | None
+    test: str | None
     suppressed: bool
     evidence: str
     criterion_ages: dict[str, float]
@@ -57,7 +58,7 @@ class PatientOutcome:
     def to_wire(self) -> bytes:
         return orjson.dumps({
             "p": self.patient_id, "f": self.flagged, "t": self.tier, "r": self.row,
-            "rec": self.recommendation, "s": self.suppressed, "e": self.evidence,
+            "rec": self.recommendation, "test": self.test, "s": self.suppressed, "e": self.evidence,
             "a": self.criterion_ages, "n": self.not_read, "x": self.set_aside,
             "ra": orjson.Fragment(self.risk_assessment),
         })
@@ -65,8 +66,8 @@ class PatientOutcome:
     @classmethod
     def from_wire(cls, data: bytes) -> PatientOutcome:
         d = orjson.loads(data)
-        return cls(d["p"], d["f"], d["t"], d["r"], d["rec"], d["s"], d["e"], d["a"], d["n"],
-                   orjson.dumps(d["ra"]), d["x"])
+        return cls(d["p"], d["f"], d["t"], d["r"], d["rec"], d["test"], d["s"], d["e"], d["a"],
+                   d["n"], orjson.dumps(d["ra"]), d["x"])
 
 
 @dataclass(slots=True)
@@ -134,6 +135,7 @@ class Screener:
             tier=reading.tier,
             row=reading.row,
             recommendation=reading.recommendation,
+            test=reading.test,
             suppressed=reading.suppressed,
             evidence=reading.evidence,
             criterion_ages=reading.criterion_ages,

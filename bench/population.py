@@ -5,7 +5,7 @@ a Bulk export of N patients from the Synthea bundles (``bench.bulk_export``), th
 for each size and in this order:
 
 * the floor: ``orjson.loads`` of every line of the export, one process, files read
-  in 4 MB blocks as the engine reads them: nothing can screen faster than it parses;
+  in blocks as the engine reads them: nothing can screen faster than it parses;
 * ``ipex-screen population`` with one worker process, with every core, and with
   ``--engine spark`` (local mode, ``local[cores]``), each in a fresh process.
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .lines import Keyed, classify
-from .patient import Line, Screener
+from .patient import Line, Screener, gc_paused
 from .problems import Problems
 from .source import Block
 from .tally import ExportTally
@@ -96,7 +96,7 @@ def screen_partition(directory: Path, index: int, screener: Screener, results: P
     groups = read_partition(directory, index)
     problems = Problems()
     screened = 0
-    with open(results / f"r{index:05d}.ndjson", "wb") as handle:
+    with open(results / f"r{index:05d}.ndjson", "wb") as handle, gc_paused():
         for pid in sorted(groups):
             outcome = screener.screen(pid, groups[pid], problems)
             if outcome is not None:

@@ -9,8 +9,11 @@ as-of date at midnight UTC (a population run screens *as of* that day).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,6 +29,24 @@ _ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
 # An invalid entry is set aside and the patient screened again without it; a record
 # with more invalid entries than this is not screened (listed, never fatal).
 MAX_SET_ASIDE = 20
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while screening a batch of patients.
+
+    Each child's parsed resources are freed by reference counting; what the cyclic
+    GC adds is a walk over everything alive (the loaded rules, the partition) every
+    few hundred new dicts: measured at 15-25% of the screening CPU time. It runs
+    again between batches.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import orjson
 # The resource types the screening rules read; a kick-off asks for these only.
 SCREENED_TYPES = ("Patient", "Condition", "Observation", "ServiceRequest")
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 8 << 20
 
 
 class SourceError(ValueError):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .lines import Keyed, classify
 from .local_engine import EngineRun, ScreeningSpec
 from .partition import partition_count
-from .patient import Line, Screener
+from .patient import Line, Screener, gc_paused
 from .problems import Problems
 from .progress import Progress
 from .source import ExportFile, estimated_bytes
@@ -104,7 +104,8 @@ def _screen_groups(spec: ScreeningSpec) -> Callable[[Iterable[tuple[str, Iterabl
                     yield COUNTS_KEY, value
                 continue
             lines = [Line(f, n, kind, raw) for f, n, kind, raw in values]
-            outcome = _screener(spec).screen(key, lines, problems)
+            with gc_paused():
+                outcome = _screener(spec).screen(key, lines, problems)
             if outcome is not None:
                 yield key, outcome.to_wire()
         yield COUNTS_KEY, ("problems", problems)

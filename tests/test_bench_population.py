@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from bench.bulk_export import generate, synthea_bundles
-from bench.population import Run, floor_seconds, run_cli, scaling, table
+from bench.population import Run, core_alone, floor_seconds, run_cli, scaling, table
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -47,3 +47,8 @@ def test_the_benchmark_measures_the_floor_and_a_run(tmp_path: Path) -> None:
     assert "| orjson floor | 20 |" in text and "| local-1 | 20 |" in text
     bigger = Run("local-1", 40, run.seconds * 2, run.peak_rss_mb, 1, {})
     assert "| local-1 |" in scaling([run, bigger]) and "| 1.00 |" in scaling([run, bigger])
+
+
+def test_the_core_alone_is_measured_against_its_parse() -> None:
+    parse_ms, screen_ms = core_alone(repeats=1)
+    assert 0 < parse_ms < screen_ms

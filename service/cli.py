@@ -80,7 +80,7 @@ def _population_parser(sub: Any) -> None:
     population.add_argument("--engine", choices=("local", "spark"), default="local",
                             help="local: this machine's cores (default); spark: a Spark "
                                  "session (pip install ipex-screen[spark])")
-    population.add_argument("--as-of", type=dt.date.fromisoformat, default=None,
+    population.add_argument("--as-of", type=_date, default=None,
                             help="screen as of this date (YYYY-MM-DD; default today, UTC)")
     population.add_argument("--flagged-only", action="store_true",
                             help="write RiskAssessments of flagged patients only")

@@ -80,7 +80,7 @@ def export_with_unusable_lines(src: Path) -> Path:
         b'{"resourceType": "Condition", "subject": ',           # 2: bad JSON
         orjson.dumps({**diarrhea, "subject": {"reference": "Patient/nobody"}}),  # 3
         orjson.dumps({**diarrhea, "subject": {"reference": "Group/g1"}}),        # 4
-        orjson.dumps({**diabetes, "onsetDateTime": "2025-02-30"}),  # 5: invalid, set aside
+        orjson.dumps({**diabetes, "onsetDateTime": "2025-02-30"}),  # 5: a date that is not one
         orjson.dumps(diabetes),
         b"[1, 2]",                                              # 7: not a resource
     ])

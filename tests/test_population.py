@@ -65,8 +65,7 @@ def test_the_synthea_export_plus_the_triad_boy_flags_exactly_him(screened: Path)
     assert "mitigation" in high[0]
     summary = orjson.loads((screened / "summary.json").read_bytes())
     assert summary["patients"] == {"inExport": 41, "screened": 41, "notScreened": 0,
-                                   "flagged": 1, "suppressed": 0,
-                                   "screenedWithEntriesSetAside": 0}
+                                   "flagged": 1, "suppressed": 0, "withSomethingNotRead": 0}
     assert summary["tiers"] == {"high": 1, "moderate": 0, "low": 40}
     assert summary["criterionAgesMonths"]["ENT"] == [1.7]
     assert summary["unusable"] == {"total": 0, "byKind": {}, "listed": []}
@@ -119,25 +118,28 @@ def test_unusable_lines_are_counted_and_listed_never_fatal(tmp_path: Path) -> No
     summary = _run(src, tmp_path / "out")
     unusable = summary["unusable"]
     assert isinstance(unusable, dict)
-    assert unusable["byKind"] == {"bad-json": 1, "duplicate-patient": 1, "invalid-fhir": 1,
-                                  "no-patient-id": 1, "no-patient-subject": 1,
-                                  "not-a-resource": 1, "unknown-patient": 1}
+    assert unusable["byKind"] == {"bad-json": 1, "duplicate-patient": 1, "no-patient-id": 1,
+                                  "no-patient-subject": 1, "not-a-resource": 1,
+                                  "unknown-patient": 1}
     assert [(p["file"], p["line"], p["kind"]) for p in unusable["listed"]] == [
         ("Condition.ndjson", 2, "bad-json"),
         ("Condition.ndjson", 3, "unknown-patient"),
         ("Condition.ndjson", 4, "no-patient-subject"),
-        ("Condition.ndjson", 5, "invalid-fhir"),
         ("Condition.ndjson", 7, "not-a-resource"),
         ("Patient.ndjson", 3, "duplicate-patient"),
         ("Patient.ndjson", 4, "no-patient-id"),
     ]
-    invalid = next(p for p in unusable["listed"] if p["kind"] == "invalid-fhir")
-    assert invalid["reason"].startswith("Condition is not a valid FHIR R4 Condition: onsetDateTime")
-    assert "2025" not in invalid["reason"], "values are masked"
-    # He is still screened, on what was valid: ENT + ENDO before 24 months is high.
+    # What the core could not read, at its place in the export, the value masked.
+    not_read = summary["notRead"]
+    assert isinstance(not_read, dict) and not_read["total"] == 1
+    (item,) = not_read["listed"]
+    assert (item["file"], item["line"], item["where"]) == (
+        "Condition.ndjson", 5, "Condition.onsetDateTime")
+    assert "is not a date" in item["reason"] and "2025" not in item["reason"]
+    # He is still screened on the rest: ENT + ENDO before 24 months is high (row 2).
     assert summary["patients"] == {"inExport": 2, "screened": 1, "notScreened": 1,
-                                   "flagged": 1, "suppressed": 0,
-                                   "screenedWithEntriesSetAside": 1}
+                                   "flagged": 1, "suppressed": 0, "withSomethingNotRead": 1}
+    assert summary["rows"] == {"2": 1}
     assert summary["resourcesNotRead"] == {"Encounter": 1}
     assert summary["exportErrors"] == {"issues": 1, "byCode": {"processing": 1}}
     report = (tmp_path / "out" / "report.html").read_text()

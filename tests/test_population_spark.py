@@ -52,7 +52,7 @@ def test_spark_lists_the_same_unusable_lines(tmp_path: Path, spark: Any) -> None
     source = export_with_unusable_lines(tmp_path / "export")
     local, on_spark = _both(source, tmp_path, spark)
     assert on_spark == local
-    assert b'"invalid-fhir"' in on_spark["summary.json"]
+    assert b'"Condition.onsetDateTime"' in on_spark["summary.json"]
 
 
 def test_the_spark_submit_entry_uses_the_session_it_is_given(tmp_path: Path, spark: Any) -> None:

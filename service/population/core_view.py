@@ -1,9 +1,10 @@
 """The one place that reads a :class:`ScreeningResult`'s fields for population outputs.
 
-When the core changes (next: typed facts with "not read" data-quality findings and
-their location, issue 12), this file is what adapts: the row, the recommendation
-kind (IPEX / NDM / PANEL) and test, and the not-read counts of ``flagged.csv``,
-``summary.json`` and the report all come from here.
+When the core changes, this file is what adapts: the row, the recommendation kind
+(IPEX / NDM / PANEL) and test, what was looked at but not counted
+(``findings.not_counted``, ``findings.explained``) and what could not be read, with
+its location (``result.not_read``), in ``flagged.csv``, ``summary.json`` and the
+report all come from here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Reading:
     suppressed: bool
     evidence: str
     criterion_ages: dict[str, float]
-    not_read: Counter[str]
+    not_counted: Counter[str]
+    not_read: list[tuple[str, str]]
 
     @property
     def flagged(self) -> bool:
@@ -50,9 +52,10 @@ def read_result(result: ScreeningResult) -> Reading:
         if birth is not None:
             ages[key] = round((finding.onset_bound - birth).days / _DAYS_PER_MONTH, 1)
     recommendation = result.recommendation
-    not_read = Counter(not_read_kind(n.reason) for n in findings.not_counted)
-    not_read.update(not_read_kind(f"{e.category.id}: explained by {e.explanation.cause.display}")
-                    for e in findings.explained)
+    not_counted = Counter(not_read_kind(n.reason) for n in findings.not_counted)
+    not_counted.update(
+        not_read_kind(f"{e.category.id}: explained by {e.explanation.cause.display}")
+        for e in findings.explained)
     return Reading(
         tier=result.tier,
         row=result.row.row,
@@ -62,7 +65,8 @@ def read_result(result: ScreeningResult) -> Reading:
         suppressed=result.suppressed,
         evidence="; ".join(parts),
         criterion_ages=ages,
-        not_read=not_read,
+        not_counted=not_counted,
+        not_read=[(n.location, n.reason) for n in result.not_read],
     )
 
 

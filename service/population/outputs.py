@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .patient import PatientOutcome
-from .problems import Problems
+from .problems import Problem, Problems
 from .progress import Progress
 from .source import ExportFile
 from .tally import ExportTally
@@ -49,20 +49,24 @@ class OutcomeCounts:
     screened: int = 0
     flagged: int = 0
     suppressed: int = 0
-    with_set_aside: int = 0
+    with_not_read: int = 0
     tiers: Counter[str] = field(default_factory=Counter)
     rows: Counter[int] = field(default_factory=Counter)
     recommendations: Counter[str] = field(default_factory=Counter)
     criterion_ages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    not_read: Counter[str] = field(default_factory=Counter)
+    not_counted: Counter[str] = field(default_factory=Counter)
+    # What the core could not read, by reason, the earliest listed by file and line.
+    not_read: Problems = field(default_factory=Problems)
 
     def add(self, outcome: PatientOutcome) -> None:
         self.screened += 1
         self.tiers[outcome.tier] += 1
         self.rows[outcome.row] += 1
-        self.not_read.update(outcome.not_read)
+        self.not_counted.update(outcome.not_counted)
         self.suppressed += outcome.suppressed
-        self.with_set_aside += outcome.set_aside > 0
+        self.with_not_read += bool(outcome.not_read)
+        for file_index, line, where, reason in outcome.not_read:
+            self.not_read.add(Problem(file_index, line, reason, where))
         if outcome.flagged:
             self.flagged += 1
             self.recommendations[f"{outcome.recommendation}: {outcome.test}"] += 1
@@ -116,14 +120,20 @@ def build_summary(counts: OutcomeCounts, tally: ExportTally, info: RunInfo, *,
             "notScreened": patients - counts.screened,
             "flagged": counts.flagged,
             "suppressed": counts.suppressed,
-            "screenedWithEntriesSetAside": counts.with_set_aside,
+            "withSomethingNotRead": counts.with_not_read,
         },
         "tiers": {tier: counts.tiers.get(tier, 0) for tier in TIERS},
         "rows": {str(row): n for row, n in sorted(counts.rows.items())},
         "recommendations": _sorted_counts(counts.recommendations),
         "criterionAgesMonths": {key: sorted(ages)
                                 for key, ages in sorted(counts.criterion_ages.items())},
-        "notRead": _sorted_counts(counts.not_read),
+        "notCounted": _sorted_counts(counts.not_counted),
+        "notRead": {
+            "total": counts.not_read.total,
+            "byReason": _sorted_counts(counts.not_read.counts),
+            "listed": [{"file": names.get(p.file_index, str(p.file_index)), "line": p.line,
+                        "where": p.reason, "reason": p.kind} for p in counts.not_read.listed()],
+        },
         "unusable": {
             "total": problems.total,
             "byKind": _sorted_counts(problems.counts),

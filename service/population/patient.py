@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..screening import InvalidEntry, RuleSet, ScreeningError, screen_bundle
+from ..screening import RuleSet, ScreeningError, screen_bundle
 from ..screening.risk_assessment import risk_assessment
 from .core_view import not_read_kind, read_result
 from .lines import PATIENT
@@ -26,9 +26,6 @@ from .problems import Problem, Problems
 
 RISK_ASSESSMENT_NAMESPACE = uuid.UUID("6c1f8f0e-5a52-5d7c-9d0c-1f0e2a3b4c5d")
 _ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
-# An invalid entry is set aside and the patient screened again without it; a record
-# with more invalid entries than this is not screened (listed, never fatal).
-MAX_SET_ASIDE = 20
 
 
 @contextmanager
@@ -61,7 +58,12 @@ class Line:
 
 @dataclass(slots=True)
 class PatientOutcome:
-    """What the outputs need of one screened patient (plain data, cheap to ship)."""
+    """What the outputs need of one screened patient (plain data, cheap to ship).
+
+    ``not_read``: what the core could not read in this child's record, as
+    ``[file index, line, where, reason]`` (``where`` is the field, e.g.
+    ``Condition.onsetDateTime``).
+    """
 
     patient_id: str
     flagged: bool
@@ -72,23 +74,23 @@ class PatientOutcome:
     suppressed: bool
     evidence: str
     criterion_ages: dict[str, float]
-    not_read: dict[str, int]
+    not_counted: dict[str, int]
+    not_read: list[tuple[int, int, str, str]]
     risk_assessment: bytes
-    set_aside: int = 0
 
     def to_wire(self) -> bytes:
         return orjson.dumps({
             "p": self.patient_id, "f": self.flagged, "t": self.tier, "r": self.row,
-            "rec": self.recommendation, "test": self.test, "s": self.suppressed, "e": self.evidence,
-            "a": self.criterion_ages, "n": self.not_read, "x": self.set_aside,
-            "ra": orjson.Fragment(self.risk_assessment),
+            "rec": self.recommendation, "test": self.test, "s": self.suppressed,
+            "e": self.evidence, "a": self.criterion_ages, "n": self.not_counted,
+            "nr": self.not_read, "ra": orjson.Fragment(self.risk_assessment),
         })
 
     @classmethod
     def from_wire(cls, data: bytes) -> PatientOutcome:
         d = orjson.loads(data)
         return cls(d["p"], d["f"], d["t"], d["r"], d["rec"], d["test"], d["s"], d["e"], d["a"],
-                   d["n"], orjson.dumps(d["ra"]), d["x"])
+                   d["n"], [(f, n, w, r) for f, n, w, r in d["nr"]], orjson.dumps(d["ra"]))
 
 
 @dataclass(slots=True)
@@ -117,32 +119,15 @@ class Screener:
             problems.add(Problem(extra.file_index, extra.line, "duplicate-patient",
                                  "a second Patient with the same id (the first one is used)"))
         kept = [patients[0]] + [x for x in lines if x.resource_type != PATIENT]
-        resources = [orjson.loads(x.raw) for x in kept]
-        set_aside = 0
-        while True:
-            bundle = {"resourceType": "Bundle", "type": "collection",
-                      "entry": [{"resource": r} for r in resources]}
-            try:
-                results = screen_bundle(bundle, self.rules, as_of=self.as_of,
-                                        order_code=self.order_code)
-                break
-            except InvalidEntry as exc:
-                index = _entry_index(exc)
-                if index is None or index == 0 or set_aside >= MAX_SET_ASIDE:
-                    where = kept[index] if index is not None else kept[0]
-                    problems.add(Problem(where.file_index, where.line, "not-screened",
-                                         _diagnostics(exc, where)))
-                    return None
-                where = kept.pop(index)
-                resources.pop(index)
-                set_aside += 1
-                problems.add(Problem(where.file_index, where.line, "invalid-fhir",
-                                     _diagnostics(exc, where)))
-            except ScreeningError as exc:
-                problems.add(Problem(kept[0].file_index, kept[0].line, "not-screened",
-                                     _diagnostics(exc, kept[0])))
-                return None
-        (result,) = results
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": orjson.loads(x.raw)} for x in kept]}
+        try:
+            (result,) = screen_bundle(bundle, self.rules, as_of=self.as_of,
+                                      order_code=self.order_code)
+        except ScreeningError as exc:
+            problems.add(Problem(kept[0].file_index, kept[0].line, "not-screened",
+                                 not_read_kind(_ENTRY.sub("Patient", exc.diagnostics))))
+            return None
         reading = read_result(result)
         resource = risk_assessment(
             result, self.rules, computed_at=self.computed_at,
@@ -160,20 +145,15 @@ class Screener:
             suppressed=reading.suppressed,
             evidence=reading.evidence,
             criterion_ages=reading.criterion_ages,
-            not_read=dict(reading.not_read),
+            not_counted=dict(reading.not_counted),
+            not_read=[_placed(location, reason, kept) for location, reason in reading.not_read],
             risk_assessment=orjson.dumps(resource),
-            set_aside=set_aside,
         )
 
 
-def _entry_index(exc: ScreeningError) -> int | None:
-    match = _ENTRY.search(exc.expression or exc.diagnostics)
-    return int(match.group(1)) if match else None
-
-
-def _diagnostics(exc: ScreeningError, where: Line) -> str:
-    """The core's message, its Bundle path named by resource type and its values masked."""
-    text = _ENTRY.sub(where.resource_type, exc.diagnostics).replace(
-        f"{where.resource_type}.resource", where.resource_type)
-    return not_read_kind(text)
-
+def _placed(location: str, reason: str, kept: list[Line]) -> tuple[int, int, str, str]:
+    """A core location (``Bundle.entry[3].resource.code``) as export file, line and field."""
+    match = _ENTRY.match(location)
+    line = kept[int(match.group(1))] if match and int(match.group(1)) < len(kept) else kept[0]
+    field_path = location[match.end():].removeprefix(".resource") if match else ""
+    return line.file_index, line.line, line.resource_type + field_path, not_read_kind(reason)

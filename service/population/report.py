@@ -106,6 +106,7 @@ text-align:left;font-size:.9rem}th{background:#f2f2f2}figure{margin:1rem 0}img{m
 def render(summary: Mapping[str, Any]) -> str:
     patients = summary["patients"]
     unusable = summary["unusable"]
+    not_read = summary["notRead"]
     ages = summary["criterionAgesMonths"]
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -121,7 +122,8 @@ def render(summary: Mapping[str, Any]) -> str:
             ("not screened (see unusable lines)", patients["notScreened"]),
             ("flagged: testing recommended", patients["flagged"]),
             ("suppressed (already diagnosed or tested)", patients["suppressed"]),
-            ("screened with invalid entries set aside", patients["screenedWithEntriesSetAside"]),
+            ("screened with something in the record not read",
+             patients["withSomethingNotRead"]),
             ("unusable lines", unusable["total"]),
             ("export error issues (OperationOutcome)", summary["exportErrors"]["issues"]),
         ], ("", "count")),
@@ -140,14 +142,21 @@ def render(summary: Mapping[str, Any]) -> str:
         _table([(k, len(v), f"{min(v):.1f}", f"{max(v):.1f}") for k, v in ages.items()],
                ("criterion", "children", "youngest (months)", "oldest (months)")),
         "<h2>What was not read</h2>",
-        "<p class=\"note\">Entries the rules looked at but did not count, by reason "
-        "(numbers masked), and resource types the rules do not read.</p>",
-        _figure(bar_chart(dict(list(summary["notRead"].items())[:15]),
-                          title="Not counted, by reason (top 15)", xlabel="entries",
-                          horizontal=True), "bar chart of entries not counted by reason"),
-        _table(list(summary["notRead"].items()), ("reason", "entries")),
+        "<p class=\"note\">Data quality: what in the records could have changed a result "
+        "but could not be read, by reason (numbers masked), and where.</p>",
+        _figure(bar_chart(dict(list(not_read["byReason"].items())[:15]),
+                          title="Not read, by reason (top 15)", xlabel="entries",
+                          horizontal=True, empty="everything was read"),
+                "bar chart of what was not read, by reason"),
+        _table(list(not_read["byReason"].items()), ("reason", "entries")),
+        _table([(p["file"], p["line"], p["where"], p["reason"])
+                for p in not_read["listed"][:LISTED_IN_REPORT]],
+               ("file", "line", "where", "reason")) if not_read["listed"] else "",
         _table(list(summary["resourcesNotRead"].items()), ("resource type not read", "lines"))
         if summary["resourcesNotRead"] else "",
+        "<h2>Looked at, not counted</h2>",
+        "<p class=\"note\">Evidence the rules read and set aside, by reason.</p>",
+        _table(list(summary["notCounted"].items()), ("reason", "entries")),
         "<h2>Unusable lines</h2>",
         _figure(bar_chart(unusable["byKind"], title="Unusable lines and patients, by kind",
                           xlabel="count", horizontal=True, empty="no unusable lines"),

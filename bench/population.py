@@ -23,6 +23,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,8 @@ class Run:
     peak_rss_mb: float
     cores: int
     phases: dict[str, float]
+    cpu_user_s: float = 0.0
+    cpu_sys_s: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -141,19 +144,22 @@ def run_cli(export: Path, out: Path, engine: str, patients: int, cores: int) -> 
     command = [sys.executable, "-m", "service.cli", "population", str(export), "--out", str(out),
                "--as-of", AS_OF, "--workers", str(workers),
                "--engine", "spark" if engine == "spark" else "local"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     memory = TreeMemory(process.pid)
     _, err = process.communicate()
     seconds = time.perf_counter() - started
     peak = memory.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         raise RuntimeError(f"{engine} failed ({process.returncode}):\n{err[-2000:]}")
     phases = {str(m.group(1)): float(m.group(2)) for m in _PHASE.finditer(err)}
     summary = orjson.loads((out / "summary.json").read_bytes())
     if summary["patients"]["screened"] != patients:
         raise RuntimeError(f"{engine} screened {summary['patients']['screened']} of {patients}")
-    return Run(engine, patients, seconds, peak / 2**20, workers, phases)
+    return Run(engine, patients, seconds, peak / 2**20, workers, phases,
+               after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
 
 
 def machine() -> str:
@@ -168,18 +174,19 @@ def machine() -> str:
 
 def table(floor: dict[int, tuple[float, int]], runs: list[Run]) -> str:
     lines = ["| run | patients | export MB | seconds | patients/s | floor patients/s (1 core) "
-             "| per core / floor | peak RSS MB (tree) | phases s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| per core / floor | peak RSS MB (tree) | CPU user + sys s | phases s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for size, (seconds, size_bytes) in sorted(floor.items()):
         lines.append(f"| orjson floor | {size:,} | {size_bytes / 2**20:,.0f} | {seconds:.1f} | "
-                     f"{size / seconds:,.0f} | {size / seconds:,.0f} | 1.00 | | |")
+                     f"{size / seconds:,.0f} | {size / seconds:,.0f} | 1.00 | | | |")
         for run in (r for r in runs if r.patients == size):
             floor_rate = size / seconds
             ratio = run.per_second / (floor_rate * run.cores)
             phases = ", ".join(f"{k} {v:g}" for k, v in run.phases.items())
             lines.append(f"| {run.what} | {size:,} | {size_bytes / 2**20:,.0f} | "
                          f"{run.seconds:.1f} | {run.per_second:,.0f} | {floor_rate:,.0f} | "
-                         f"{ratio:.2f} | {run.peak_rss_mb:,.0f} | {phases} |")
+                         f"{ratio:.2f} | {run.peak_rss_mb:,.0f} | "
+                         f"{run.cpu_user_s:.0f} + {run.cpu_sys_s:.0f} | {phases} |")
     return "\n".join(lines)
 
 

@@ -184,12 +184,7 @@ def _feedback_report(out: str, *, since: dt.date | None) -> int:
         print(f"ipex-screen: no state store at {settings.state_db} (set IPEX_STATE_DB to the "
               "service's file, or IPEX_STATE_URL)", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        from .reports.report import feedback_report
-    except ImportError as exc:  # matplotlib is the 'report' extra
-        print(f"ipex-screen: the feedback report needs matplotlib ({exc.name} is missing): "
-              "pip install 'ipex-screen[report]' (requirements/report.lock)", file=sys.stderr)
-        return EXIT_FAILED
+    from .reports.report import feedback_report
     store = open_store(settings)
     try:
         html = feedback_report(store, generated_at=utc_now(), since=since)

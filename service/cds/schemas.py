@@ -53,8 +53,9 @@ class FhirAuthorizationSchema(_Tolerant):
     token_type = fields.String(
         required=True, validate=validate.OneOf(["Bearer"], error="must be 'Bearer'"))
     expires_in = fields.Integer(
-        required=True, strict=True, validate=validate.Range(max=MAX_JSON_INTEGER),
-        error_messages={"invalid": f"must be whole seconds, at most {MAX_JSON_INTEGER}"})
+        required=True, strict=True,
+        validate=validate.Range(min=-MAX_JSON_INTEGER, max=MAX_JSON_INTEGER),
+        error_messages={"invalid": f"must be whole seconds, at most {MAX_JSON_INTEGER} either way"})
     scope = fields.String(required=True)
     subject = fields.String(required=True)
     patient = fields.String(allow_none=True)

@@ -18,7 +18,7 @@ _REF = "#/components/schemas/"
 # service/cds/schemas.py: FHIR_ID, MAX_FEEDBACK_ITEMS, MAX_ID_CHARS, ... (kept equal by a test)
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"
 # The largest integer every JSON reader keeps exact (I-JSON, RFC 7493): beyond it a
-# token lifetime arrives as a float, which is not an integer.
+# token lifetime arrives as a float, which is not an integer (either sign).
 MAX_JSON_INTEGER = 2**53 - 1
 MAX_FEEDBACK_ITEMS = 100
 MAX_ID_CHARS = 128
@@ -205,7 +205,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "access_token": {"type": "string", "minLength": 1},
             "token_type": {"type": "string", "enum": ["Bearer"]},
-            "expires_in": {"type": "integer", "maximum": MAX_JSON_INTEGER},
+            "expires_in": {"type": "integer", "minimum": -MAX_JSON_INTEGER,
+                           "maximum": MAX_JSON_INTEGER},
             "scope": {"type": "string"},
             "subject": {"type": "string"},
             "patient": {"type": "string", "nullable": True},

@@ -180,15 +180,20 @@ class Server:
     """``ipex-screen serve`` in its own process group; :meth:`stop` always ends it.
 
     ``http="sync"`` runs the app under gunicorn's sync worker instead (what ``serve``
-    used before issue 17), for comparisons measured in the same run.
+    used before issue 17), and ``tree`` an earlier checkout's ``serve``, for comparisons
+    measured in the same run.
     """
 
     def __init__(self, *, workers: int, state_dir: str, http: str = "buffered",
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, tree: Path | None = None) -> None:
         self.port = _free_port()
         self.expected_workers = workers
         script = Path(sys.executable).with_name("ipex-screen")
-        if http != "buffered":  # gunicorn's own worker class, for comparison only
+        if tree is not None:  # another checkout's own ``serve``, with this virtualenv
+            command = [sys.executable, "-m", "service.cli", "serve", "--host", HOST,
+                       "--port", str(self.port), "--workers", str(workers)]
+            env = {**(env or {}), "PYTHONPATH": str(tree)}
+        elif http != "buffered":  # gunicorn's own worker class, for comparison only
             command = [sys.executable, "-c", _OTHER_HTTP, HOST, str(self.port), str(workers),
                        http]
         else:
@@ -403,6 +408,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", choices=("buffered", "sync"), default="buffered",
                         help="serve with the service's worker (default) or gunicorn's sync "
                              "worker, its model before issue 17, to compare")
+    parser.add_argument("--tree", type=Path, default=None,
+                        help="serve an earlier checkout (its own `serve`) instead, to compare")
     parser.add_argument("--levels", default="1,8,32", help="concurrency levels, comma-separated")
     parser.add_argument("--requests", type=int, default=400, help="requests per level")
     parser.add_argument("--time-cap", type=float, default=90.0, help="seconds per level, at most")
@@ -433,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"entries); CDS request {len(calls[-1].body) / 1024:.0f} KB", file=sys.stderr)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="ipex-bench-") as state_dir:
-        server = Server(workers=args.workers, state_dir=state_dir, http=args.http)
+        server = Server(workers=args.workers, state_dir=state_dir, http=args.http,
+                        tree=args.tree.resolve() if args.tree else None)
         try:
             server.wait_ready()
             report.memory += worker_memory(server, "start")
@@ -473,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cds = [r for r in report.levels if r.call.startswith("CDS") and r.concurrency == 8]
     if cds:
         print(f"\nCDS patient-view p99 at concurrency 8: {cds[0].p99_ms:.1f} ms "
-              f"(target < 50 ms: {'met' if cds[0].p99_ms < 50 else 'MISSED'})")
+              f"(issue 16's target < 25 ms, quiet machine: "
+              f"{'met' if cds[0].p99_ms < 25 else 'MISSED'})")
     peak = max((m.peak_mb for m in report.memory), default=0.0)
     print(f"largest worker peak RSS: {peak:.0f} MB (target < 300 MB: "
           f"{'met' if peak < 300 else 'MISSED'})")

@@ -7,7 +7,8 @@ Run it with ``.venv/bin/python -m bench.serve_cost``. It starts ``ipex-screen se
 median round trip next to the median ``orjson.loads`` of the same bytes in this process
 (the issue-16 yardstick: the whole call should cost at most 2x the parse). Servers are
 measured in turn (buffered, sync, buffered, ...) so a drift of the machine's speed
-falls on both.
+falls on both. ``--before DIR`` adds an earlier checkout's own ``serve`` to the turn
+(issue 16's "before": ``git worktree add /tmp/before e2ed787``).
 """
 
 from __future__ import annotations
@@ -54,20 +55,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve_cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30, help="posts per server")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="also serve an earlier checkout (its own `serve`), in turn")
     parser.add_argument("--record", type=Path, default=None,
                         help="the FHIR Bundle to post (default: the largest Synthea record)")
     args = parser.parse_args(argv)
     record = args.record or largest_record()
     data = record.read_bytes()
-    timings: dict[str, list[float]] = {model: [] for model in MODELS}
+    models = [*MODELS, *(["before"] if args.before else [])]
+    timings: dict[str, list[float]] = {model: [] for model in models}
     loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ipex-cost-") as state_dir:
         servers = {}
         try:
-            for model in MODELS:
+            for model in models:
                 directory = Path(state_dir) / model
                 directory.mkdir()
-                servers[model] = Server(workers=2, state_dir=str(directory), http=model)
+                servers[model] = Server(
+                    workers=2, state_dir=str(directory), http="buffered"
+                    if model == "before" else model,
+                    tree=args.before.resolve() if model == "before" else None)
             for server in servers.values():
                 server.wait_ready()
                 for _ in range(3):  # warm both workers

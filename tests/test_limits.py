@@ -124,6 +124,14 @@ def test_oversized_body_gets_413_with_and_without_content_length(tmp_path: Path)
     _outcome(response, 413)
 
 
+def test_a_body_shorter_than_its_content_length_gets_400(client: FlaskClient) -> None:
+    body = json.dumps(BUNDLE).encode()
+    response = client.post(OPERATION, data=body, content_type="application/fhir+json",
+                           environ_overrides={"CONTENT_LENGTH": str(len(body) + 100)})
+    assert response.request.content_length == len(body) + 100
+    assert f"ended after {len(body)} of the {len(body) + 100} bytes" in _outcome(response, 400)
+
+
 def test_the_default_body_limit_admits_a_50_mb_bundle() -> None:
     assert load_settings({}).max_body_mb * 1024 * 1024 >= 50 * 1024 * 1024
 

@@ -32,6 +32,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import Error
 
+from ..edge.fhir_json import RELEASE_AFTER_ANSWER
 from .answers import server_answer
 
 log = logging.getLogger("ipex_screen.server")
@@ -153,11 +154,15 @@ class Body:
 
 
 class AppTask(WSGITask):  # type: ignore[misc]
-    """A request for the app; its answer closes the connection."""
+    """A request for the app; its answer closes the connection. What the app puts in
+    ``held`` (the parsed body) lives until the worker releases the finished task."""
+
+    held: list[Any]
 
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
         environ["wsgi.input"] = Body(environ["wsgi.input"])
+        environ[RELEASE_AFTER_ANSWER] = self.held = []
         return environ
 
     def execute(self) -> None:

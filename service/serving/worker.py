@@ -22,6 +22,7 @@ in the listen backlog (see :meth:`BufferedWorker.drain`), then exits.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -43,21 +44,42 @@ OVERFLOW_BYTES = 8 << 20  # bodies and answers up to 8 MiB stay in memory, large
 
 class InlineDispatcher:
     """waitress's task dispatcher without threads: whole requests wait here until the
-    worker's loop runs them, between two turns of the event loop."""
+    worker's loop runs them, between two turns of the event loop.
+
+    The cyclic GC is paused while the app runs, and what the app asked to hold (the
+    parsed body, :data:`RELEASE_AFTER_ANSWER`) is freed only after the next turn of the
+    loop, which sends the answer (or before the next request, if one waits): freeing a
+    parsed 4 MB record takes as long as screening it, and the caller need not wait for
+    it. The GC stays paused until then, else its first pass would walk the whole held
+    record (see ``paused_gc``). One answered request is held at most.
+    """
 
     def __init__(self) -> None:
         self.pending: deque[Any] = deque()
+        self.answered: Any = None  # the last answered task: one body held at most
+        self._gc_was_enabled = False
 
     def add_task(self, task: Any) -> None:
         self.pending.append(task)
 
     def run_pending(self) -> None:
         while self.pending:
+            self.release()
             task = self.pending.popleft()
+            self._gc_was_enabled = gc.isenabled()
+            gc.disable()
             try:
                 task.service()  # waitress's channel: answers, logs what the app raised
             except Exception:
                 log.exception("the server failed to answer a request")
+            self.answered = task
+
+    def release(self) -> None:
+        """Free the last answered request (its body) and let the GC run again."""
+        self.answered = None
+        if self._gc_was_enabled:
+            self._gc_was_enabled = False
+            gc.enable()
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
         if cancel_pending:
@@ -117,12 +139,14 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                     log.info("the gunicorn master is gone: worker %s stops", self.pid)
                     break
                 wasyncore.loop(timeout=LOOP_TIMEOUT_S, map=socket_map, use_poll=True, count=1)
+                dispatcher.release()  # the last answer went out in that turn
                 dispatcher.run_pending()
             self.drain(servers, socket_map, dispatcher)
         finally:
             for server in servers:
                 server.close()
             dispatcher.shutdown(cancel_pending=True, timeout=2)
+            dispatcher.release()
 
     def drain(self, servers: list[ListenerServer], socket_map: dict[int, Any],
               dispatcher: InlineDispatcher) -> None:
@@ -153,6 +177,7 @@ class BufferedWorker(Worker):  # type: ignore[misc]
                     return
                 last_looks += 1
             wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
+            dispatcher.release()
             dispatcher.run_pending()
         log.warning("worker %s: graceful timeout reached with connections still open", self.pid)
 

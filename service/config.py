@@ -34,6 +34,7 @@ class Settings:
     fhir_max_mb: float = 6.0
     fhir_max_entries: int = 20_000
     request_timeout_s: float = 10.0
+    worker_timeout_s: int = 60
     state_db: str = "./var/ipex-screen.sqlite3"
     state_url: str | None = None
     state_timeout_s: float = 2.0
@@ -124,6 +125,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if get("IPEX_REQUEST_TIMEOUT_S"):
         values["request_timeout_s"] = _number("IPEX_REQUEST_TIMEOUT_S",
                                               get("IPEX_REQUEST_TIMEOUT_S", ""), float)
+    if get("IPEX_WORKER_TIMEOUT_S"):
+        values["worker_timeout_s"] = int(_number("IPEX_WORKER_TIMEOUT_S",
+                                                  get("IPEX_WORKER_TIMEOUT_S", ""), int))
     if get("IPEX_STATE_DB"):
         values["state_db"] = get("IPEX_STATE_DB")
     if get("IPEX_STATE_URL"):

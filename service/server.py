@@ -123,9 +123,10 @@ def serve(*, host: str, port: int, workers: int | None, http: str = "buffered") 
         "workers": workers or settings.workers,
         "worker_class": worker_class(limits(settings)) if http == "buffered" else http,
         "preload_app": True,
-        # The worker's event loop beats every 0.25 s whatever the app does; a worker
-        # silent this long is stuck and is replaced.
-        "timeout": 60,
+        # The worker's event loop beats at each turn; a worker whose request holds it
+        # this long is stopped (it answers that request with a JSON 503 first) and
+        # replaced.
+        "timeout": settings.worker_timeout_s,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "backlog": 2048,
         "worker_connections": 1000,

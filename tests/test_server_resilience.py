@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from bench.load import HOST, Server
+from bench.load import HOST, Server, request
 from bench.slow_clients import measure, the_calls
 
 REQUEST_TIMEOUT_S = 2.0
@@ -224,3 +224,38 @@ def test_an_app_that_raises_gets_a_json_500_from_the_server() -> None:
     assert status == 500 and headers["content-type"] == "application/fhir+json"
     assert isinstance(body, dict) and body["issue"][0]["code"] == "exception"
     assert "a bug" not in answer.decode()
+
+
+def test_a_request_that_holds_a_worker_too_long_gets_a_json_503_and_a_new_worker(
+) -> None:
+    """IPEX_WORKER_TIMEOUT_S: the master stops a worker stuck on one request; its caller
+    gets the server's JSON 503 (never a dropped connection or an HTML page) and the
+    service goes on with a fresh worker. Stuck here: a FHIR server that sends its
+    headers a byte every half second, with a CDS budget longer than the worker limit."""
+    from tests.cds_support import hook_call
+    from tests.fhir_standin import Answer, StandIn
+
+    stalled = Answer(b'{"resourceType": "Patient", "id": "p-1"}', trickle_headers_s=0.5)
+    with StandIn({"/fhir/Patient/p-1": stalled}) as ehr, \
+            tempfile.TemporaryDirectory(prefix="ipex-abort-") as state_dir:
+        running = Server(workers=1, state_dir=state_dir,
+                         env={"IPEX_WORKER_TIMEOUT_S": "1", "IPEX_CDS_BUDGET_S": "60",
+                              "IPEX_FHIR_TIMEOUT_S": "60", "IPEX_LOG_LEVEL": "INFO"})
+        try:
+            running.wait_ready()
+            first_worker = running.workers()
+            body = orjson.dumps(hook_call("p-1", fhir_server=ehr.base))
+            answer, seconds = exchange(running.port, CDS_POST + b"Content-Length: %d\r\n\r\n"
+                                       % len(body) + body, wait_s=30)
+            status, headers, error = parsed(answer)
+            assert status == 503
+            assert status == 503 and headers["content-type"] == "application/json"
+            assert isinstance(error, dict) and "IPEX_WORKER_TIMEOUT_S" in error["error"]
+            assert seconds < 10
+            running.wait_ready()  # a new worker serves
+            assert running.workers() != first_worker
+            status, _ = request(running.port, "GET", "/readyz")
+            assert status == 200
+            assert "stopped after 1 s on one request" in running.log_tail()
+        finally:
+            running.stop()

@@ -155,14 +155,13 @@ class Body:
 
 class AppTask(WSGITask):  # type: ignore[misc]
     """A request for the app; its answer closes the connection. What the app puts in
-    ``held`` (the parsed body) lives until the worker releases the finished task."""
-
-    held: list[Any]
+    the environ's :data:`RELEASE_AFTER_ANSWER` list (the parsed body) is its channel's
+    ``held``: it outlives the task until the worker releases the channel."""
 
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
         environ["wsgi.input"] = Body(environ["wsgi.input"])
-        environ[RELEASE_AFTER_ANSWER] = self.held = []
+        environ[RELEASE_AFTER_ANSWER] = self.channel.held = []
         return environ
 
     def execute(self) -> None:
@@ -173,12 +172,34 @@ class AppTask(WSGITask):  # type: ignore[misc]
 class Channel(HTTPChannel):  # type: ignore[misc]
     """One client connection, with the time its unfinished request started."""
 
+    held: list[Any]  # set by AppTask: the app's parsed body, released by the worker
+
     task_class = AppTask
     error_task_class = JsonErrorTask
     parser_class = Parser
     request: Any  # waitress's: the request being received, or None
     request_started: float | None = None  # monotonic time of a pending request's first byte
     linger_until: float | None = None  # set once our side of the connection is shut
+
+    def answer_instead(self, status: int, text: str) -> bool:
+        """Send the server's own JSON answer straight to the socket, in place of the
+        app's answer to the request it is running (which has sent nothing yet: the app
+        runs inline and the loop sends), and shut the connection. For a worker being
+        stopped while the app holds this request. False if the connection could not
+        take it."""
+        path = getattr(self.requests[0], "path", None) if self.requests else None
+        line, headers, body = server_answer(status, text, path=path)
+        head = "".join(f"{name}: {value}\r\n" for name, value in
+                       [*headers, ("Connection", "close")])
+        raw = f"HTTP/1.1 {line}\r\n{head}\r\n".encode("latin-1") + body
+        sock = self.socket
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
 
     def handle_close(self) -> None:
         """Shut our side and linger (see the module's docstring); close for real after."""

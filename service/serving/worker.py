@@ -56,7 +56,9 @@ class InlineDispatcher:
 
     def __init__(self) -> None:
         self.pending: deque[Any] = deque()
-        self.answered: Any = None  # the last answered task: one body held at most
+        # waitress queues a connection (its channel), whose service() runs its request.
+        self.current: Any = None  # the channel whose request the app is running now
+        self.answered: Any = None  # the last one answered: one body held at most
         self._gc_was_enabled = False
 
     def add_task(self, task: Any) -> None:
@@ -68,15 +70,22 @@ class InlineDispatcher:
             task = self.pending.popleft()
             self._gc_was_enabled = gc.isenabled()
             gc.disable()
+            self.current = task
             try:
                 task.service()  # waitress's channel: answers, logs what the app raised
             except Exception:
                 log.exception("the server failed to answer a request")
+            finally:
+                self.current = None
             self.answered = task
 
     def release(self) -> None:
         """Free the last answered request (its body) and let the GC run again."""
-        self.answered = None
+        if self.answered is not None:
+            held = getattr(self.answered, "held", None)
+            if held:
+                held.clear()
+            self.answered = None
         if self._gc_was_enabled:
             self._gc_was_enabled = False
             gc.enable()
@@ -100,11 +109,26 @@ class BufferedWorker(Worker):  # type: ignore[misc]
     """A gunicorn worker whose HTTP is waitress's (see the module's docstring)."""
 
     limits: ClassVar[Limits]
+    dispatcher: InlineDispatcher | None = None
+
+    def handle_abort(self, sig: int, frame: Any) -> None:
+        """The master stops a worker whose request held it past ``IPEX_WORKER_TIMEOUT_S``
+        (SIGABRT; the handler runs in the app's thread between two steps of the app):
+        that caller gets a JSON 503 rather than a dropped connection, then the worker
+        exits and the master starts another."""
+        channel = self.dispatcher.current if self.dispatcher is not None else None
+        if channel is not None:
+            sent = channel.answer_instead(503, f"the request held a worker past the limit of "
+                                            f"{self.cfg.timeout} s (IPEX_WORKER_TIMEOUT_S) "
+                                            "and was stopped before it could answer")
+            log.error("worker %s stopped after %s s on one request; its caller was %s",
+                      self.pid, self.cfg.timeout, "answered 503" if sent else "gone")
+        super().handle_abort(sig, frame)
 
     def run(self) -> None:
         raise_descriptor_limit()
         socket_map: dict[int, Any] = {}
-        dispatcher = InlineDispatcher()
+        dispatcher = self.dispatcher = InlineDispatcher()
         adjustments = Adjustments(
             backlog=self.cfg.backlog,
             connection_limit=self.cfg.worker_connections,

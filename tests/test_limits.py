@@ -132,6 +132,21 @@ def test_a_body_shorter_than_its_content_length_gets_400(client: FlaskClient) ->
     assert f"ended after {len(body)} of the {len(body) + 100} bytes" in _outcome(response, 400)
 
 
+def test_a_body_that_would_parse_into_too_many_containers_gets_413(client: FlaskClient
+                                                                   ) -> None:
+    """21 million empty lists in 64 MB would take 1.8 GB to parse: refused unparsed."""
+    from service.edge.limits import MAX_JSON_CONTAINERS
+
+    many = b"[" + b"[]," * MAX_JSON_CONTAINERS + b"[]]"
+    response = client.post(OPERATION, data=many, content_type="application/fhir+json")
+    assert "JSON objects and arrays" in _outcome(response, 413)
+    # The densest legal record the service answers stays under the limit.
+    from bench.adversarial import observations
+
+    dense = json.dumps(observations()).encode()
+    assert dense.count(b"{") + dense.count(b"[") < MAX_JSON_CONTAINERS
+
+
 def test_the_default_body_limit_admits_a_50_mb_bundle() -> None:
     assert load_settings({}).max_body_mb * 1024 * 1024 >= 50 * 1024 * 1024
 

@@ -12,7 +12,7 @@ import orjson
 from flask import Request, Response
 
 from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
-from .limits import check_json_limits, count_entries
+from .limits import check_containers, check_json_limits, count_entries
 
 FHIR_JSON = "application/fhir+json"
 JSON = "application/json"
@@ -110,6 +110,7 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int | None = None,
                                "as it is or gzip-compressed")
     if not data.strip():
         raise BadRequest(f"the body is empty; send {what} as JSON")
+    check_containers(data)
     try:
         document = parse_json(data)
     except orjson.JSONDecodeError as exc:

@@ -1,7 +1,9 @@
 """Caps on what a parsed JSON body may look like.
 
 The body size is capped before parsing (``IPEX_MAX_BODY_MB``, 413; the parser itself
-refuses nesting past 1,024 levels). After parsing:
+refuses nesting past 1,024 levels), and so is what parsing it would build
+(:func:`check_containers`, 413): 64 MB of ``[[],[],...]`` would be 21 million lists,
+1.8 GB in one worker. After parsing:
 
 * :func:`count_entries` caps the Bundle entries the service will read (413: too much
   work): the request's Bundle, a ``Parameters`` bundle, each CDS Hooks prefetch Bundle.
@@ -18,6 +20,28 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import BadRequest, PayloadTooLarge
+
+#: Most JSON objects and arrays a body may hold. FHIR runs at about 130 bytes a container
+#: (the Synthea records), so a 64 MB record holds about 500,000; the densest legal shape
+#: the service must answer (100,000 Observations of 20 components, 65 MB) holds 4.8
+#: million. Past this a body is refused before it is parsed.
+MAX_JSON_CONTAINERS = 5_000_000
+#: Below this size a body cannot hold that many containers (three bytes each at least).
+_COUNT_ABOVE_BYTES = 3 * MAX_JSON_CONTAINERS
+
+
+def check_containers(data: bytes) -> None:
+    """Raise PayloadTooLarge when ``data`` could hold more than :data:`MAX_JSON_CONTAINERS`
+    objects and arrays (each ``{`` or ``[`` counted, inside strings too: an upper bound,
+    two passes of C over the bytes, only for bodies large enough to matter)."""
+    if len(data) <= _COUNT_ABOVE_BYTES:
+        return
+    containers = data.count(b"{") + data.count(b"[")
+    if containers > MAX_JSON_CONTAINERS:
+        raise PayloadTooLarge(
+            f"the body holds {containers:,} JSON objects and arrays; the limit is "
+            f"{MAX_JSON_CONTAINERS:,} (about 500,000 make a 64 MB FHIR record): "
+            "send the record in parts, one Bundle per patient")
 
 
 def _bundle_entries(value: Any) -> int:

@@ -39,8 +39,8 @@ def create_app(
     running.install(app, runtime)
 
     from . import fhir_api, operations
+    from . import publication_api as publication
     from .edge import headers, openapi
-    from .publication import api as publication
     from .security import guard
     from .state import open_store
     from .timeline import api as timeline

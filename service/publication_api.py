@@ -1,11 +1,14 @@
-"""``GET /source-attributes``: the rule set's source attributes as a page (HTML)."""
+"""``GET /source-attributes``: the rule set's source attributes as a page (HTML).
+
+The Flask adapter over :mod:`service.publication`, which stays free of the web (the
+rule profiles build their Library with it at start)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from ..edge.running import runtime
-from .page import source_attributes_page, style_hash
+from .edge.running import runtime
+from .publication.page import source_attributes_page, style_hash
 
 bp = Blueprint("publication", __name__)
 

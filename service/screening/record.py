@@ -14,7 +14,7 @@ Bundle at all is refused (:class:`NotABundle`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,13 +237,21 @@ def _observation_parts(
 def _plainly_not_read(entry: _Entry, raw: Any, rules: RuleSet) -> bool:
     """True for a resource whose codings are all well formed and none the rules read, and
     with no component (most of a whole-record Bundle: vital signs, routine labs)."""
-    if type(raw) is not dict or entry.resource.get("component") is not None:
+    if entry.resource.get("component") is not None:
+        return False
+    reads = rules.reads_condition_code if entry.kind == "Condition" \
+        else rules.reads_observation_code
+    return _codings_plainly_unread(raw, reads)
+
+
+def _codings_plainly_unread(raw: Any, reads: Callable[[str, str], bool]) -> bool:
+    """A CodeableConcept with codings, every one well formed (a system, a non-blank code)
+    and none of them one that ``reads``."""
+    if type(raw) is not dict:
         return False
     codings = raw.get("coding")
     if type(codings) is not list or not codings:
         return False
-    reads = rules.reads_condition_code if entry.kind == "Condition" \
-        else rules.reads_observation_code
     for coding in codings:
         if type(coding) is not dict:
             return False
@@ -477,12 +485,42 @@ def passes_over(resource: Mapping[str, Any], rules: RuleSet) -> bool:
     (population screening of a Bulk Data export, where nearly every Observation is a
     vital sign or routine lab): what this passes over need not be kept. Anything else,
     including a resource with an unreadable code (which screening reports), is kept.
+
+    It is called on every line of an export, so the common shapes (no components, or
+    components with well-formed codes) are decided here directly, exactly as
+    :func:`_is_read` decides them; any other shape is left to :func:`_is_read` itself.
     """
     kind = resource.get("resourceType")
-    if kind not in ("Condition", "Observation"):
+    if kind == "Observation":
+        reads = rules.reads_observation_code
+    elif kind == "Condition":
+        reads = rules.reads_condition_code
+    else:
         return False
+    raw: Any = resource.get("code")
+    if _codings_plainly_unread(raw, reads):
+        components = resource.get("component")
+        if components is None:
+            return True
+        text = raw.get("text")
+        if kind == "Observation" and type(components) is list and (
+                text is None or type(text) is str):
+            for component in components:
+                if _component_read(component, reads):
+                    break
+            else:
+                return True
     read, _ = _is_read(_Entry(0, resource, kind, "", None), rules, None, Problems())
     return not read  # what screening cannot read it reports, so counts as read
+
+
+def _component_read(component: Any, reads: Callable[[str, str], bool]) -> bool:
+    """What :func:`_is_read` asks of a component, for a well-formed one; True (so
+    :func:`_is_read` decides) when a coded component is not plainly well formed."""
+    raw = component.get("code") if isinstance(component, dict) else None
+    if type(raw) is not dict or not raw.get("coding"):
+        return False  # no coding: never read (screening notes text-only ones if it reads)
+    return not _codings_plainly_unread(raw, reads)
 
 
 def entries_read(

@@ -60,7 +60,8 @@ def _write(path: Path, lines: list[bytes]) -> None:
 
 
 def export_with_unusable_lines(src: Path) -> Path:
-    """Two Patients (one without an id), his Conditions, and one of each kind of bad line."""
+    """Two Patients (one without an id), his Conditions, and one of each kind of bad line;
+    two heart rates (which the rules do not use), one of them for an unknown patient."""
     src.mkdir(parents=True)
     boy = {"resourceType": "Patient", "id": "baby1", "gender": "male", "birthDate": "2025-01-10"}
     diarrhea = {"resourceType": "Condition", "subject": {"reference": "Patient/baby1"},
@@ -83,6 +84,13 @@ def export_with_unusable_lines(src: Path) -> Path:
         orjson.dumps({**diabetes, "onsetDateTime": "2025-02-30"}),  # 5: a date that is not one
         orjson.dumps(diabetes),
         b"[1, 2]",                                              # 7: not a resource
+    ])
+    heart_rate = {"resourceType": "Observation", "subject": {"reference": "Patient/baby1"},
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                  "valueQuantity": {"value": 140, "unit": "/min"}}
+    _write(src / "Observation.ndjson", [
+        orjson.dumps(heart_rate),                               # coded, not used by the rules
+        orjson.dumps({**heart_rate, "subject": {"reference": "Patient/nobody"}}),  # 2
     ])
     _write(src / "Encounter.ndjson", [b'{"resourceType": "Encounter", "id": "e1"}'])
     _write(src / "OperationOutcome.error.ndjson", [orjson.dumps(

@@ -14,6 +14,7 @@ import pytest
 from service.cli import main
 from service.config import load_settings
 from service.population.outputs import FLAGGED_COLUMNS
+from service.population.patient import PassedOver, line_ranges
 from service.population.run import PopulationRequest, screen_export
 from service.population.source import SourceError, list_export
 
@@ -120,15 +121,19 @@ def test_unusable_lines_are_counted_and_listed_never_fatal(tmp_path: Path) -> No
     assert isinstance(unusable, dict)
     assert unusable["byKind"] == {"bad-json": 1, "duplicate-patient": 1, "no-patient-id": 1,
                                   "no-patient-subject": 1, "not-a-resource": 1,
-                                  "unknown-patient": 1}
+                                  "unknown-patient": 2}
+    # The heart rate of an unknown patient is reported though its content is never kept.
     assert [(p["file"], p["line"], p["kind"]) for p in unusable["listed"]] == [
         ("Condition.ndjson", 2, "bad-json"),
         ("Condition.ndjson", 3, "unknown-patient"),
         ("Condition.ndjson", 4, "no-patient-subject"),
         ("Condition.ndjson", 7, "not-a-resource"),
+        ("Observation.ndjson", 2, "unknown-patient"),
         ("Patient.ndjson", 3, "duplicate-patient"),
         ("Patient.ndjson", 4, "no-patient-id"),
     ]
+    assert summary["resources"] == {"Condition": 4, "Observation": 2, "Patient": 2}
+    assert summary["resourcesCodedNotUsed"] == {"Observation": 2}
     # What the core could not read, at its place in the export, the value masked.
     not_read = summary["notRead"]
     assert isinstance(not_read, dict) and not_read["total"] == 1
@@ -144,6 +149,23 @@ def test_unusable_lines_are_counted_and_listed_never_fatal(tmp_path: Path) -> No
     assert summary["exportErrors"] == {"issues": 1, "byCode": {"processing": 1}}
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Condition.ndjson" in report and "bad-json" in report
+    assert "coded, not used by the rules" in report
+
+
+def test_passing_over_what_the_rules_do_not_use_changes_no_result(
+        export: Path, screened: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropping vital signs and routine labs before grouping is only a speed-up: keeping
+    every line gives the same RiskAssessments, worklist and counts."""
+    monkeypatch.setattr("service.population.lines.passes_over", lambda *_: False)
+    kept_all = _run(export, tmp_path / "all")
+    assert kept_all["resourcesCodedNotUsed"] == {}
+    summary = orjson.loads((screened / "summary.json").read_bytes())
+    coded_not_used = summary.pop("resourcesCodedNotUsed")
+    assert coded_not_used["Observation"] > 0.9 * summary["resources"]["Observation"]
+    assert {k: v for k, v in kept_all.items() if k != "resourcesCodedNotUsed"} == summary
+    mine, theirs = outputs(tmp_path / "all"), outputs(screened)
+    for name in ("RiskAssessment.ndjson", "flagged.csv"):
+        assert mine[name] == theirs[name]
 
 
 def test_the_cli_checks_its_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -177,3 +199,10 @@ def test_progress_is_plain_lines_when_not_a_terminal(export: Path, tmp_path: Pat
     assert "screening: 41 patients in" in err and "patients/s" in err
     assert "\r" not in err
     assert "screened 41 of 41 patients as of 2025-09-01: 1 flagged" in err
+
+
+def test_passed_over_lines_keep_their_places_as_ranges() -> None:
+    numbers = [3, 4, 5, 9, 11, 12]
+    passed = PassedOver(0, "Observation", line_ranges(numbers))
+    assert passed.lines == "3-5,9,11-12"
+    assert list(passed.numbers()) == numbers

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..profiles import load_profiles
+from ..screening import RuleSet
+from .lines import LineReader
 from .partition import (
     PartitionResult,
     merged_outcomes,
@@ -41,8 +43,10 @@ class ScreeningSpec:
     as_of: dt.date
     order_code: tuple[str, str] | None = None
 
-    def screener(self) -> Screener:
-        rules = load_profiles(Path(self.profiles_dir)).rules
+    def screener(self, rules: RuleSet | None = None) -> Screener:
+        """A Screener with ``rules`` (already loaded from ``profiles_dir``), or loading them."""
+        if rules is None:
+            rules = load_profiles(Path(self.profiles_dir)).rules
         return Screener(rules, self.as_of, self.order_code)
 
 
@@ -56,15 +60,19 @@ class EngineRun:
 
 
 _WORKER: Screener | None = None
+_READER: LineReader | None = None
 
 
 def _init_worker(spec: ScreeningSpec) -> None:
-    global _WORKER
+    global _WORKER, _READER
     _WORKER = spec.screener()
+    _READER = LineReader(_WORKER.rules)
 
 
 def _partition_task(block: Block, directory: Path, count: int) -> tuple[int, ExportTally]:
-    return block.raw_bytes, partition_block(block, directory, count, writer=str(os.getpid()))
+    assert _READER is not None, "the pool initializer loads the rules"
+    return block.raw_bytes, partition_block(block, directory, count, writer=str(os.getpid()),
+                                            reader=_READER)
 
 
 def _screen_task(index: int, directory: Path, results: Path) -> PartitionResult:
@@ -73,8 +81,13 @@ def _screen_task(index: int, directory: Path, results: Path) -> PartitionResult:
 
 
 def run_local(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
-              workers: int, progress: Callable[..., Progress] = Progress) -> EngineRun:
-    """Group and screen an export; ``work_dir`` holds the partitions (deleted by the caller)."""
+              workers: int, progress: Callable[..., Progress] = Progress,
+              rules: RuleSet | None = None) -> EngineRun:
+    """Group and screen an export; ``work_dir`` holds the partitions (deleted by the caller).
+
+    ``rules``: the spec's rules when the caller has loaded them (one process then
+    does not load them again; worker processes load their own).
+    """
     parts, results = work_dir / "partitions", work_dir / "results"
     parts.mkdir(parents=True)
     results.mkdir()
@@ -82,7 +95,8 @@ def run_local(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
     count = partition_count(total_bytes)
     tally = ExportTally()
     if workers <= 1:
-        screener = spec.screener()
+        screener = spec.screener(rules)
+        reader = LineReader(screener.rules)
         pool: Executor | None = None
     else:
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
@@ -93,7 +107,8 @@ def run_local(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
         blocks = (b for f in files for b in read_blocks(f))
         if pool is None:
             for block in blocks:
-                tally.merge(partition_block(block, parts, count, writer="main"))
+                tally.merge(partition_block(block, parts, count, writer="main",
+                                             reader=reader))
                 reading.advance(block.raw_bytes)
         else:
             for size, block_tally in bounded(pool, _partition_task, blocks, parts, count,

@@ -12,9 +12,14 @@ patient id and store every line twice), appends from several worker processes
 need no locking (each worker writes its own files), and the same layout is what
 Spark does in its shuffle, so both engines group the same way.
 
-A partition record is one line: ``patient-id TAB type TAB file TAB line TAB json``.
-Patient ids are FHIR ids (``[A-Za-z0-9-.]{1,64}``) and NDJSON lines hold no
-newline, so the record needs no escaping.
+Lines the screening passes over (:attr:`lines.Keyed.passed_over`: vital signs,
+routine labs) are not written: only where they were, one record per patient, type
+and block, so that an unknown patient's lines are all still reported.
+
+A partition record is one line: ``patient-id TAB type TAB file TAB line TAB json``
+for a kept line, ``patient-id TAB type TAB file TAB ranges`` (``12-40,45``) for
+passed-over ones. Patient ids are FHIR ids (``[A-Za-z0-9-.]{1,64}``) and NDJSON
+lines hold no newline, so the record needs no escaping.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lines import Keyed, classify
-from .patient import Line, Screener, gc_paused
+from .lines import Keyed, LineReader
+from .patient import Line, PassedOver, Screener, gc_paused, line_ranges
 from .problems import Problems
 from .source import Block
 from .tally import ExportTally
@@ -45,41 +50,63 @@ def partition_of(patient_id: str, count: int) -> int:
     return zlib.crc32(patient_id.encode()) % count
 
 
-def block_lines(block: Block) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a block with their 1-based line numbers."""
-    for offset, line in enumerate(block.data.split(b"\n")[:-1]):
-        stripped = line.strip()
-        if stripped:
-            yield block.first_line + offset, stripped
+def partition_block(block: Block, directory: Path, count: int, writer: str,
+                    reader: LineReader) -> ExportTally:
+    """Phase 1: append each usable line of a block to its patient's partition file
+    (only the place of those the screening passes over).
 
-
-def partition_block(block: Block, directory: Path, count: int, writer: str) -> ExportTally:
-    """Phase 1: append each usable line of a block to its patient's partition file."""
+    This loop runs once per line of the export: it counts in plain dicts and hands
+    the tally its totals at the end.
+    """
     tally = ExportTally()
     buffers: dict[int, list[bytes]] = defaultdict(list)
-    for number, line in block_lines(block):
+    kept: dict[str, int] = {}
+    passed: dict[tuple[str, str], list[int]] = {}
+    file_index = block.file_index
+    classify = reader.classify
+    for number, line in enumerate(block.data.split(b"\n")[:-1], block.first_line):
+        line = line.strip()
+        if not line:
+            continue
         classified = classify(line)
-        tally.count(block.file_index, number, classified)
-        if isinstance(classified, Keyed):
-            pid = classified.patient_id
-            buffers[partition_of(pid, count)].append(
-                b"%s\t%s\t%d\t%d\t%s\n" % (pid.encode(), classified.resource_type.encode(),
-                                           block.file_index, number, line))
+        if type(classified) is not Keyed:
+            tally.count(file_index, number, classified)
+            continue
+        pid, kind = classified.patient_id, classified.resource_type
+        if classified.passed_over:
+            numbers = passed.get((pid, kind))
+            if numbers is None:
+                passed[(pid, kind)] = [number]
+            else:
+                numbers.append(number)
+            continue
+        kept[kind] = kept.get(kind, 0) + 1
+        buffers[partition_of(pid, count)].append(
+            b"%s\t%s\t%d\t%d\t%s\n" % (pid.encode(), kind.encode(), file_index, number, line))
+    passed_over: dict[str, int] = {}
+    for (pid, kind), numbers in passed.items():
+        passed_over[kind] = passed_over.get(kind, 0) + len(numbers)
+        buffers[partition_of(pid, count)].append(
+            b"%s\t%s\t%d\t%s\n" % (pid.encode(), kind.encode(), file_index,
+                                   line_ranges(numbers).encode()))
+    tally.count_keyed(kept, passed_over)
     for index, records in buffers.items():
         with open(directory / f"p{index:05d}.{writer}", "ab") as handle:
             handle.write(b"".join(records))
     return tally
 
 
-def read_partition(directory: Path, index: int) -> dict[str, list[Line]]:
+def read_partition(directory: Path, index: int) -> dict[str, list[Line | PassedOver]]:
     """Phase 2: one partition's lines grouped by patient id."""
-    groups: dict[str, list[Line]] = defaultdict(list)
+    groups: dict[str, list[Line | PassedOver]] = defaultdict(list)
     for path in sorted(directory.glob(f"p{index:05d}.*")):
         with open(path, "rb") as handle:
             for record in handle:
-                pid, kind, file_index, number, raw = record.rstrip(b"\n").split(b"\t", 4)
-                groups[pid.decode()].append(Line(int(file_index), int(number), kind.decode(),
-                                                 raw))
+                fields = record.rstrip(b"\n").split(b"\t", 4)
+                pid, kind, file_index = fields[0].decode(), fields[1].decode(), int(fields[2])
+                groups[pid].append(
+                    Line(file_index, int(fields[3]), kind, fields[4]) if len(fields) == 5
+                    else PassedOver(file_index, kind, fields[3].decode()))
     return groups
 
 
@@ -98,11 +125,23 @@ def screen_partition(directory: Path, index: int, screener: Screener, results: P
     screened = 0
     with open(results / f"r{index:05d}.ndjson", "wb") as handle, gc_paused():
         for pid in sorted(groups):
-            outcome = screener.screen(pid, groups[pid], problems)
+            lines, passed = split_passed_over(groups[pid])
+            outcome = screener.screen(pid, lines, problems, passed)
             if outcome is not None:
                 screened += 1
                 handle.write(pid.encode() + b"\t" + outcome.to_wire() + b"\n")
     return PartitionResult(len(groups), screened, problems)
+
+
+def split_passed_over(group: list[Line | PassedOver]) -> tuple[list[Line], list[PassedOver]]:
+    lines: list[Line] = []
+    passed: list[PassedOver] = []
+    for item in group:
+        if isinstance(item, Line):
+            lines.append(item)
+        else:
+            passed.append(item)
+    return lines, passed
 
 
 def merged_outcomes(results: Path, count: int) -> Iterator[bytes]:

@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -54,6 +54,37 @@ class Line:
     line: int
     resource_type: str
     raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOver:
+    """Lines of one patient, type and file that screening passes over: where they are only.
+
+    ``lines`` are 1-based line numbers as ranges (``"12-40,45"``). They matter only
+    if the patient is not in the export: then each is an unknown-patient line.
+    """
+
+    file_index: int
+    resource_type: str
+    lines: str
+
+    def numbers(self) -> Iterator[int]:
+        for part in self.lines.split(","):
+            first, _, last = part.partition("-")
+            yield from range(int(first), int(last or first) + 1)
+
+
+def line_ranges(numbers: list[int]) -> str:
+    """Ascending line numbers as ranges: [3, 4, 5, 9] -> ``"3-5,9"``."""
+    parts = []
+    start = previous = numbers[0]
+    for number in numbers[1:]:
+        if number != previous + 1:
+            parts.append(f"{start}-{previous}" if previous > start else str(start))
+            start = number
+        previous = number
+    parts.append(f"{start}-{previous}" if previous > start else str(start))
+    return ",".join(parts)
 
 
 @dataclass(slots=True)
@@ -105,15 +136,18 @@ class Screener:
     def __post_init__(self) -> None:
         self.computed_at = dt.datetime.combine(self.as_of, dt.time(), tzinfo=dt.UTC)
 
-    def screen(self, patient_id: str, lines: list[Line], problems: Problems
-               ) -> PatientOutcome | None:
-        """Screen one patient's lines; problems found are added to ``problems``."""
+    def screen(self, patient_id: str, lines: list[Line], problems: Problems,
+               passed: Iterable[PassedOver] = ()) -> PatientOutcome | None:
+        """Screen one patient's lines (``passed``: those the screening passes over);
+        problems found are added to ``problems``."""
         lines = sorted(lines, key=lambda x: (x.file_index, x.line))
         patients = [x for x in lines if x.resource_type == PATIENT]
         if not patients:
-            for x in lines:
-                problems.add(Problem(x.file_index, x.line, "unknown-patient",
-                                     f"a {x.resource_type} whose Patient is not in the export"))
+            unknown = [(x.file_index, x.line, x.resource_type) for x in lines] + [
+                (p.file_index, n, p.resource_type) for p in passed for n in p.numbers()]
+            for file_index, line, kind in unknown:
+                problems.add(Problem(file_index, line, "unknown-patient",
+                                     f"a {kind} whose Patient is not in the export"))
             return None
         for extra in patients[1:]:
             problems.add(Problem(extra.file_index, extra.line, "duplicate-patient",

@@ -154,6 +154,11 @@ def render(summary: Mapping[str, Any]) -> str:
                ("file", "line", "where", "reason")) if not_read["listed"] else "",
         _table(list(summary["resourcesNotRead"].items()), ("resource type not read", "lines"))
         if summary["resourcesNotRead"] else "",
+        "<p class=\"note\">Not a data-quality problem: resources coded with nothing the "
+        "rules use (vital signs, routine labs, other diagnoses), passed over.</p>",
+        _table(list(summary["resourcesCodedNotUsed"].items()),
+               ("coded, not used by the rules", "lines"))
+        if summary["resourcesCodedNotUsed"] else "",
         "<h2>Looked at, not counted</h2>",
         "<p class=\"note\">Evidence the rules read and set aside, by reason.</p>",
         _table(list(summary["notCounted"].items()), ("reason", "entries")),

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from ..config import Settings, default_profiles_dir
 from ..profiles import load_profiles
+from ..screening import RuleSet
 from .local_engine import EngineRun, ScreeningSpec, run_local
 from .outputs import REPORT, RunInfo, write_outputs
 from .progress import Progress
@@ -46,7 +47,7 @@ def screen_export(source: Path, request: PopulationRequest, settings: Settings, 
     request.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".ipex-population-", dir=request.out))
     try:
-        run = _engine_run(files, spec, request, work, progress, spark)
+        run = _engine_run(files, spec, request, work, progress, spark, rules)
         info = RunInfo(request.as_of, rules.id, rules.version, request.flagged_only, files,
                        export)
         summary = write_outputs(request.out, run.outcomes, run.tally, info,
@@ -58,11 +59,13 @@ def screen_export(source: Path, request: PopulationRequest, settings: Settings, 
 
 
 def _engine_run(files: list[ExportFile], spec: ScreeningSpec, request: PopulationRequest,
-                work: Path, progress: Callable[..., Progress], spark: Any) -> EngineRun:
+                work: Path, progress: Callable[..., Progress], spark: Any,
+                rules: RuleSet) -> EngineRun:
     if request.engine == "spark":
         from .spark_engine import local_session, run_spark
 
         session = spark or local_session(master=f"local[{request.workers}]")
         return run_spark(files, spec, work_dir=work, progress=progress, spark=session,
                          stop_session=spark is None)
-    return run_local(files, spec, work_dir=work, workers=request.workers, progress=progress)
+    return run_local(files, spec, work_dir=work, workers=request.workers, progress=progress,
+                     rules=rules)

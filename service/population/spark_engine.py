@@ -2,10 +2,13 @@
 
 Spark reads the same NDJSON (``textFile``, gzip included), numbers each file's
 lines (``zipWithIndex``, so problems name the same file and line as the local
-engine), keys each line by Patient id with :func:`lines.classify`, groups by key
+engine), keys each line by Patient id with :class:`lines.LineReader`, groups by key
 (Spark's shuffle plays the role of the local engine's partition files), and
-screens each group with :class:`patient.Screener`. The rules are loaded once per
-Python worker, lazily, in a module global (Spark reuses its Python workers).
+screens each group with :class:`patient.Screener`. As in the local engine, the
+lines screening passes over do not go through the shuffle: only their places do,
+one :class:`patient.PassedOver` per patient, type and file of a Spark partition.
+The rules are loaded once per Python worker, lazily, in a module global (Spark
+reuses its Python workers).
 The counts of the reading step travel through the same shuffle under the key
 ``""`` (never a FHIR id), so the export is read once.
 
@@ -25,10 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .lines import Keyed, classify
+from .lines import Keyed, LineReader
 from .local_engine import EngineRun, ScreeningSpec
-from .partition import partition_count
-from .patient import Line, Screener, gc_paused
+from .partition import partition_count, split_passed_over
+from .patient import Line, PassedOver, Screener, gc_paused, line_ranges
 from .problems import Problems
 from .progress import Progress
 from .source import ExportFile, estimated_bytes
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 
 COUNTS_KEY = ""  # sorts before every patient id; FHIR ids are never empty
 _SCREENER: Screener | None = None
+_READER: LineReader | None = None
 
 
 class SparkUnavailable(RuntimeError):
@@ -73,25 +77,46 @@ def local_session(*, master: str = "local[*]", shuffle_partitions: int = 8) -> S
 
 
 def _screener(spec: ScreeningSpec) -> Screener:
-    global _SCREENER
+    global _SCREENER, _READER
     if _SCREENER is None or (_SCREENER.as_of, _SCREENER.order_code) != (
             spec.as_of, spec.order_code):
         _SCREENER = spec.screener()
+        _READER = LineReader(_SCREENER.rules)
     return _SCREENER
 
 
-def _classify_lines(rows: Iterable[tuple[int, int, bytes]]) -> Iterator[tuple[str, Any]]:
-    """(file, line, bytes) -> (patient id, line record), then this partition's counts."""
-    tally = ExportTally()
-    for file_index, number, raw in rows:
-        line = raw.strip()
-        if not line:
-            continue
-        classified = classify(line)
-        tally.count(file_index, number, classified)
-        if isinstance(classified, Keyed):
-            yield classified.patient_id, (file_index, number, classified.resource_type, line)
-    yield COUNTS_KEY, ("tally", tally)
+def _reader(spec: ScreeningSpec) -> LineReader:
+    _screener(spec)
+    assert _READER is not None
+    return _READER
+
+
+def _classify_lines(spec: ScreeningSpec) -> Callable[[Iterable[tuple[int, int, bytes]]],
+                                                     Iterator[tuple[str, Any]]]:
+    def classify(rows: Iterable[tuple[int, int, bytes]]) -> Iterator[tuple[str, Any]]:
+        """(file, line, bytes) -> (patient id, Line), then where the passed-over lines
+        are, then this partition's counts."""
+        reader = _reader(spec)
+        tally = ExportTally()
+        passed: dict[tuple[str, str, int], list[int]] = {}
+        for file_index, number, raw in rows:
+            line = raw.strip()
+            if not line:
+                continue
+            classified = reader.classify(line)
+            tally.count(file_index, number, classified)
+            if not isinstance(classified, Keyed):
+                continue
+            if classified.passed_over:
+                passed.setdefault((classified.patient_id, classified.resource_type, file_index),
+                                  []).append(number)
+            else:
+                yield classified.patient_id, Line(file_index, number, classified.resource_type,
+                                                  line)
+        for (pid, kind, file_index), numbers in passed.items():
+            yield pid, PassedOver(file_index, kind, line_ranges(sorted(numbers)))
+        yield COUNTS_KEY, ("tally", tally)
+    return classify
 
 
 def _screen_groups(spec: ScreeningSpec) -> Callable[[Iterable[tuple[str, Iterable[Any]]]],
@@ -103,9 +128,9 @@ def _screen_groups(spec: ScreeningSpec) -> Callable[[Iterable[tuple[str, Iterabl
                 for value in values:
                     yield COUNTS_KEY, value
                 continue
-            lines = [Line(f, n, kind, raw) for f, n, kind, raw in values]
+            lines, passed = split_passed_over(list(values))
             with gc_paused():
-                outcome = _screener(spec).screen(key, lines, problems)
+                outcome = _screener(spec).screen(key, lines, problems, passed)
             if outcome is not None:
                 yield key, outcome.to_wire()
         yield COUNTS_KEY, ("problems", problems)
@@ -136,7 +161,7 @@ def run_spark(files: list[ExportFile], spec: ScreeningSpec, *, work_dir: Path,
     numbered = [sc.textFile(str(f.path), use_unicode=False).zipWithIndex().map(
         _numbering(f.index)) for f in files]
     rows = sc.union(numbered) if len(numbered) > 1 else numbered[0]
-    screened = (rows.mapPartitions(_classify_lines)
+    screened = (rows.mapPartitions(_classify_lines(spec))
                 .groupByKey(numPartitions=count)
                 .mapPartitions(_screen_groups(spec)))
     screened.persist(StorageLevel.MEMORY_AND_DISK)

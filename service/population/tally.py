@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ class ExportTally:
 
     lines: int = 0
     screened_types: Counter[str] = field(default_factory=Counter)
+    # Of those, the ones coded with nothing the rules use (passed over, not kept).
+    passed_over: Counter[str] = field(default_factory=Counter)
     other_types: Counter[str] = field(default_factory=Counter)
     export_errors: Counter[str] = field(default_factory=Counter)
     problems: Problems = field(default_factory=Problems)
@@ -24,6 +27,8 @@ class ExportTally:
         self.lines += 1
         if isinstance(classified, Keyed):
             self.screened_types[classified.resource_type] += 1
+            if classified.passed_over:
+                self.passed_over[classified.resource_type] += 1
         elif isinstance(classified, Unusable):
             self.problems.add(Problem(file_index, line, classified.kind, classified.reason))
         elif classified.resource_type == OUTCOME:
@@ -32,9 +37,17 @@ class ExportTally:
         else:
             self.other_types[classified.resource_type] += 1
 
+    def count_keyed(self, kept: Mapping[str, int], passed_over: Mapping[str, int]) -> None:
+        """Lines that belong to a patient, by type: kept and passed over (counted apart)."""
+        for counts in (kept, passed_over):
+            self.lines += sum(counts.values())
+            self.screened_types.update(counts)
+        self.passed_over.update(passed_over)
+
     def merge(self, other: ExportTally) -> None:
         self.lines += other.lines
         self.screened_types.update(other.screened_types)
+        self.passed_over.update(other.passed_over)
         self.other_types.update(other.other_types)
         self.export_errors.update(other.export_errors)
         self.problems.merge(other.problems)

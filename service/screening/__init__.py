@@ -12,13 +12,14 @@ from typing import Any
 
 from .errors import NotABundle, NothingToScreen, ScreeningError
 from .evidence import Evidence
-from .record import passes_over, read_bundle, unwrap_bundle
+from .record import PASSES_OVER_READS, passes_over, read_bundle, unwrap_bundle
 from .result import ScreeningResult
 from .risk_assessment import explained_text, notes, table_rows
 from .ruleset import RuleSet, RuleSetError, build_rule_set
 from .screen import screen_record
 
 __all__ = [
+    "PASSES_OVER_READS",
     "Evidence",
     "NotABundle",
     "NothingToScreen",

@@ -476,6 +476,11 @@ def _owner(
     return record
 
 
+PASSES_OVER_READS = frozenset({"resourceType", "code", "component"})
+"""The only fields :func:`passes_over` looks at (one that is null as one that is absent):
+a reader that decodes a line only partly may hand it the resource cut down to them."""
+
+
 def passes_over(resource: Mapping[str, Any], rules: RuleSet) -> bool:
     """True when screening a Bundle that holds ``resource`` gives the same result as
     screening it without: a Condition or Observation whose codes are all well formed and

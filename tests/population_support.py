@@ -75,6 +75,7 @@ def export_with_unusable_lines(src: Path) -> Path:
         b"",                                                   # blank: skipped, not a problem
         orjson.dumps({**boy, "gender": "female"}),             # 3: duplicate id
         orjson.dumps({"resourceType": "Patient"}),              # 4: no id
+        b" \t\r",                                               # blanks: skipped too
     ])
     _write(src / "Condition.ndjson", [
         orjson.dumps(diarrhea),
@@ -84,6 +85,9 @@ def export_with_unusable_lines(src: Path) -> Path:
         orjson.dumps({**diabetes, "onsetDateTime": "2025-02-30"}),  # 5: a date that is not one
         orjson.dumps(diabetes),
         b"[1, 2]",                                              # 7: not a resource
+        # 8: a number no float holds, in a line the rules read: orjson refuses it when
+        # the line is screened
+        orjson.dumps(diabetes)[:-1] + b', "extension": [{"url": "x", "valueDecimal": 1e400}]}',
     ])
     heart_rate = {"resourceType": "Observation", "subject": {"reference": "Patient/baby1"},
                   "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
@@ -91,6 +95,8 @@ def export_with_unusable_lines(src: Path) -> Path:
     _write(src / "Observation.ndjson", [
         orjson.dumps(heart_rate),                               # coded, not used by the rules
         orjson.dumps({**heart_rate, "subject": {"reference": "Patient/nobody"}}),  # 2
+        # 3: the same number in a line the rules pass over goes unnoticed (lines.py)
+        orjson.dumps(heart_rate)[:-1] + b', "note": [{"text": "x", "n": 1e400}]}',
     ])
     _write(src / "Encounter.ndjson", [b'{"resourceType": "Encounter", "id": "e1"}'])
     _write(src / "OperationOutcome.error.ndjson", [orjson.dumps(

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import shutil
+import uuid
 from pathlib import Path
 
 import orjson
@@ -14,7 +15,7 @@ import pytest
 from service.cli import main
 from service.config import load_settings
 from service.population.outputs import FLAGGED_COLUMNS
-from service.population.patient import PassedOver, line_ranges
+from service.population.patient import RISK_ASSESSMENT_NAMESPACE, PassedOver, line_ranges, uuid5
 from service.population.run import PopulationRequest, screen_export
 from service.population.source import SourceError, list_export
 
@@ -99,7 +100,7 @@ def test_several_gzip_files_per_type_and_a_manifest_give_the_same_answer(
     manifest.write_bytes(orjson.dumps({"transactionTime": "2025-09-01T00:00:00Z",
                                        "output": [{"type": n.split(".")[0],
                                                    "url": f"split/{n}"} for n in names]}))
-    _run(manifest, tmp_path / "out")
+    _run(manifest, tmp_path / "out", workers=2)  # gzip blocks go to the workers whole
     mine, theirs = outputs(tmp_path / "out"), outputs(screened)
     for name in ("RiskAssessment.ndjson", "flagged.csv"):
         assert mine[name] == theirs[name]
@@ -119,7 +120,7 @@ def test_unusable_lines_are_counted_and_listed_never_fatal(tmp_path: Path) -> No
     summary = _run(src, tmp_path / "out")
     unusable = summary["unusable"]
     assert isinstance(unusable, dict)
-    assert unusable["byKind"] == {"bad-json": 1, "duplicate-patient": 1, "no-patient-id": 1,
+    assert unusable["byKind"] == {"bad-json": 2, "duplicate-patient": 1, "no-patient-id": 1,
                                   "no-patient-subject": 1, "not-a-resource": 1,
                                   "unknown-patient": 2}
     # The heart rate of an unknown patient is reported though its content is never kept.
@@ -128,12 +129,13 @@ def test_unusable_lines_are_counted_and_listed_never_fatal(tmp_path: Path) -> No
         ("Condition.ndjson", 3, "unknown-patient"),
         ("Condition.ndjson", 4, "no-patient-subject"),
         ("Condition.ndjson", 7, "not-a-resource"),
+        ("Condition.ndjson", 8, "bad-json"),
         ("Observation.ndjson", 2, "unknown-patient"),
         ("Patient.ndjson", 3, "duplicate-patient"),
         ("Patient.ndjson", 4, "no-patient-id"),
     ]
-    assert summary["resources"] == {"Condition": 4, "Observation": 2, "Patient": 2}
-    assert summary["resourcesCodedNotUsed"] == {"Observation": 2}
+    assert summary["resources"] == {"Condition": 5, "Observation": 3, "Patient": 2}
+    assert summary["resourcesCodedNotUsed"] == {"Observation": 3}
     # What the core could not read, at its place in the export, the value masked.
     not_read = summary["notRead"]
     assert isinstance(not_read, dict) and not_read["total"] == 1
@@ -206,3 +208,9 @@ def test_passed_over_lines_keep_their_places_as_ranges() -> None:
     passed = PassedOver(0, "Observation", line_ranges(numbers))
     assert passed.lines == "3-5,9,11-12"
     assert list(passed.numbers()) == numbers
+
+
+@pytest.mark.parametrize("name", ["baby1|2025-09-01|2.0.0", "", "é|x", "a" * 300])
+def test_risk_assessment_ids_are_uuid5(name: str) -> None:
+    assert uuid5(RISK_ASSESSMENT_NAMESPACE, name) == str(
+        uuid.uuid5(RISK_ASSESSMENT_NAMESPACE, name))

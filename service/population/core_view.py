@@ -52,10 +52,12 @@ def read_result(result: ScreeningResult) -> Reading:
         if birth is not None:
             ages[key] = round((finding.onset_bound - birth).days / _DAYS_PER_MONTH, 1)
     recommendation = result.recommendation
-    not_counted = Counter(not_read_kind(n.reason) for n in findings.not_counted)
-    not_counted.update(
-        not_read_kind(f"{e.category.id}: explained by {e.explanation.cause.display}")
-        for e in findings.explained)
+    not_counted: Counter[str] = Counter()
+    if findings.not_counted or findings.explained:  # most children: neither
+        not_counted.update(not_read_kind(n.reason) for n in findings.not_counted)
+        not_counted.update(
+            not_read_kind(f"{e.category.id}: explained by {e.explanation.cause.display}")
+            for e in findings.explained)
     return Reading(
         tier=result.tier,
         row=result.row.row,

@@ -53,43 +53,24 @@ def partition_of(patient_id: str, count: int) -> int:
 def partition_block(block: Block, directory: Path, count: int, writer: str,
                     reader: LineReader) -> ExportTally:
     """Phase 1: append each usable line of a block to its patient's partition file
-    (only the place of those the screening passes over).
-
-    This loop runs once per line of the export: it counts in plain dicts and hands
-    the tally its totals at the end.
-    """
+    (only the place of those the screening passes over)."""
     tally = ExportTally()
     buffers: dict[int, list[bytes]] = defaultdict(list)
-    kept: dict[str, int] = {}
-    passed: dict[tuple[str, str], list[int]] = {}
     file_index = block.file_index
-    classify = reader.classify
-    for number, line in enumerate(block.data.split(b"\n")[:-1], block.first_line):
-        line = line.strip()
-        if not line:
-            continue
-        classified = classify(line)
-        if type(classified) is not Keyed:
-            tally.count(file_index, number, classified)
-            continue
-        pid, kind = classified.patient_id, classified.resource_type
-        if classified.passed_over:
-            numbers = passed.get((pid, kind))
-            if numbers is None:
-                passed[(pid, kind)] = [number]
-            else:
-                numbers.append(number)
-            continue
-        kept[kind] = kept.get(kind, 0) + 1
-        buffers[partition_of(pid, count)].append(
-            b"%s\t%s\t%d\t%d\t%s\n" % (pid.encode(), kind.encode(), file_index, number, line))
-    passed_over: dict[str, int] = {}
+    numbered = enumerate(block.data.split(b"\n")[:-1], block.first_line)
+    for number, line, classified in reader.read(numbered):
+        tally.count(file_index, number, classified)
+        if type(classified) is Keyed:
+            pid, kind = classified.patient_id, classified.resource_type
+            buffers[partition_of(pid, count)].append(
+                b"%s\t%s\t%d\t%d\t%s\n" % (pid.encode(), kind.encode(), file_index, number,
+                                           line))
+    passed = reader.take_passed()
+    tally.count_passed(passed)
     for (pid, kind), numbers in passed.items():
-        passed_over[kind] = passed_over.get(kind, 0) + len(numbers)
         buffers[partition_of(pid, count)].append(
             b"%s\t%s\t%d\t%s\n" % (pid.encode(), kind.encode(), file_index,
                                    line_ranges(numbers).encode()))
-    tally.count_keyed(kept, passed_over)
     for index, records in buffers.items():
         with open(directory / f"p{index:05d}.{writer}", "ab") as handle:
             handle.write(b"".join(records))
@@ -102,11 +83,13 @@ def read_partition(directory: Path, index: int) -> dict[str, list[Line | PassedO
     for path in sorted(directory.glob(f"p{index:05d}.*")):
         with open(path, "rb") as handle:
             for record in handle:
-                fields = record.rstrip(b"\n").split(b"\t", 4)
-                pid, kind, file_index = fields[0].decode(), fields[1].decode(), int(fields[2])
-                groups[pid].append(
-                    Line(file_index, int(fields[3]), kind, fields[4]) if len(fields) == 5
-                    else PassedOver(file_index, kind, fields[3].decode()))
+                fields = record[:-1].split(b"\t", 4)
+                if len(fields) == 5:
+                    groups[fields[0].decode()].append(
+                        Line(int(fields[2]), int(fields[3]), fields[1].decode(), fields[4]))
+                else:
+                    groups[fields[0].decode()].append(
+                        PassedOver(int(fields[2]), fields[1].decode(), fields[3].decode()))
     return groups
 
 

@@ -106,18 +106,52 @@ def open_export_file(export_file: ExportFile) -> IO[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Whole lines of one file, from line ``first_line`` (1-based) on."""
+    """Whole lines of one file, from line ``first_line`` (1-based) on.
+
+    ``offset``: where the block starts in the file, for an uncompressed file (None for
+    gzip), so that another process can read the same bytes itself (:func:`reread`).
+    """
 
     file_index: int
     first_line: int
     data: bytes
     raw_bytes: int
+    offset: int | None = None
+
+    def place(self, export_file: ExportFile) -> BlockPlace | None:
+        """Where to read this block again, or None when it cannot be (gzip)."""
+        if self.offset is None:
+            return None
+        return BlockPlace(export_file.path, self.offset, len(self.data), self.file_index,
+                          self.first_line, self.raw_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPlace:
+    """A block of an uncompressed file by place: cheap to send to a worker process."""
+
+    path: Path
+    offset: int
+    size: int
+    file_index: int
+    first_line: int
+    raw_bytes: int
+
+    def read(self) -> Block:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read(self.size)
+        if len(data) != self.size or not data.endswith(b"\n"):
+            raise SourceError(f"{self.path}: changed while it was being read")
+        return Block(self.file_index, self.first_line, data, self.raw_bytes, self.offset)
 
 
 def read_blocks(export_file: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
     """Cut a file into blocks of whole lines, so workers can split them with no context."""
     line = 1
     rest = b""
+    start = 0  # offset of ``rest`` in the (uncompressed) file
+    offsets = not export_file.compressed
     with open_export_file(export_file) as handle:
         while True:
             chunk = handle.read(block_bytes)
@@ -129,7 +163,8 @@ def read_blocks(export_file: ExportFile, *, block_bytes: int = BLOCK_BYTES) -> I
                 rest = data
                 continue
             block, rest = data[:cut], data[cut:]
-            yield Block(export_file.index, line, block, len(chunk))
+            yield Block(export_file.index, line, block, len(chunk), start if offsets else None)
+            start += cut
             line += block.count(b"\n")
     if rest:
         yield Block(export_file.index, line, rest + b"\n", 0)

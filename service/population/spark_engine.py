@@ -25,6 +25,7 @@ import itertools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,26 +98,26 @@ def _classify_lines(spec: ScreeningSpec) -> Callable[[Iterable[tuple[int, int, b
         """(file, line, bytes) -> (patient id, Line), then where the passed-over lines
         are, then this partition's counts."""
         reader = _reader(spec)
+        reader.take_passed()  # nothing left from a task that failed in this worker
         tally = ExportTally()
-        passed: dict[tuple[str, str, int], list[int]] = {}
-        for file_index, number, raw in rows:
-            line = raw.strip()
-            if not line:
-                continue
-            classified = reader.classify(line)
-            tally.count(file_index, number, classified)
-            if not isinstance(classified, Keyed):
-                continue
-            if classified.passed_over:
-                passed.setdefault((classified.patient_id, classified.resource_type, file_index),
-                                  []).append(number)
-            else:
-                yield classified.patient_id, Line(file_index, number, classified.resource_type,
-                                                  line)
-        for (pid, kind, file_index), numbers in passed.items():
-            yield pid, PassedOver(file_index, kind, line_ranges(sorted(numbers)))
+        # A partition of textFile holds lines of one file; grouping keeps that general.
+        for file_index, group in itertools.groupby(rows, key=itemgetter(0)):
+            for number, line, classified in reader.read((n, raw) for _, n, raw in group):
+                tally.count(file_index, number, classified)
+                if isinstance(classified, Keyed):
+                    yield classified.patient_id, Line(file_index, number,
+                                                      classified.resource_type, line)
+            yield from _passed_over(reader, file_index, tally)
         yield COUNTS_KEY, ("tally", tally)
     return classify
+
+
+def _passed_over(reader: LineReader, file_index: int, tally: ExportTally
+                 ) -> Iterator[tuple[str, PassedOver]]:
+    passed = reader.take_passed()
+    tally.count_passed(passed)
+    for (pid, kind), numbers in passed.items():
+        yield pid, PassedOver(file_index, kind, line_ranges(numbers))
 
 
 def _screen_groups(spec: ScreeningSpec) -> Callable[[Iterable[tuple[str, Iterable[Any]]]],

@@ -27,8 +27,6 @@ class ExportTally:
         self.lines += 1
         if isinstance(classified, Keyed):
             self.screened_types[classified.resource_type] += 1
-            if classified.passed_over:
-                self.passed_over[classified.resource_type] += 1
         elif isinstance(classified, Unusable):
             self.problems.add(Problem(file_index, line, classified.kind, classified.reason))
         elif classified.resource_type == OUTCOME:
@@ -37,12 +35,12 @@ class ExportTally:
         else:
             self.other_types[classified.resource_type] += 1
 
-    def count_keyed(self, kept: Mapping[str, int], passed_over: Mapping[str, int]) -> None:
-        """Lines that belong to a patient, by type: kept and passed over (counted apart)."""
-        for counts in (kept, passed_over):
-            self.lines += sum(counts.values())
-            self.screened_types.update(counts)
-        self.passed_over.update(passed_over)
+    def count_passed(self, passed: Mapping[tuple[str, str], list[int]]) -> None:
+        """Lines passed over (by patient id and type, as the reader gathers them)."""
+        for (_, kind), numbers in passed.items():
+            self.lines += len(numbers)
+            self.screened_types[kind] += len(numbers)
+            self.passed_over[kind] += len(numbers)
 
     def merge(self, other: ExportTally) -> None:
         self.lines += other.lines

@@ -155,8 +155,21 @@ def test_odd_values_get_the_verdict_of_a_full_parse(line: bytes, name: str, valu
     (b'{"resourceType": "Encounter", "x": ' + b"[" * 900 + b"]" * 900 + b"}",
      ("other", "Encounter")),  # deeper than msgspec goes: orjson decides
     (b" \t\r", None),
+    # Keys given twice: the last one counts, for msgspec as for orjson.
+    (b'{"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, '
+     b'"code": {"coding": [{"system": "http://snomed.info/sct", "code": "46635009"}]}, '
+     b'"code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}}',
+     ("Condition", "p1", True)),
+    (b'{"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, '
+     b'"code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}, '
+     b'"code": {"coding": [{"system": "http://snomed.info/sct", "code": "46635009"}]}}',
+     ("Condition", "p1", False)),
+    (b'{"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, '
+     b'"subject": {"reference": "Group/g1"}, "code": {"coding": []}}',
+     ("no-patient-subject",)),
+    (b'{"resourceType": "Patient", "id": "p1", "id": "p 2"}', ("no-patient-id",)),
 ])
-def test_what_only_the_fallbacks_see(line: bytes, expected: Verdict) -> None:
+def test_what_only_the_fallbacks_or_the_last_key_decide(line: bytes, expected: Verdict) -> None:
     assert verdict(line) == reference(line) == expected
     if expected == ("bad-json",):
         assert BAD_JSON.kind == "bad-json"
@@ -170,3 +183,20 @@ def test_a_number_no_float_holds_goes_unnoticed_where_nothing_is_built() -> None
     assert verdict(line) == ("Observation", "p1", True)
     # ... and where the reader builds the field, orjson decides as before.
     assert verdict(line.replace(b'"8867-4"', b"1e400")) == ("bad-json",)
+
+
+def test_what_is_remembered_by_its_bytes_is_asked_again_for_another_type() -> None:
+    """One reader over many lines: the verdict on a code for a Condition is not reused
+    for an Observation with the same bytes, nor one patient's subject for another's."""
+    t1d = b'{"coding": [{"system": "http://snomed.info/sct", "code": "46635009"}]}'
+    lines = [b'{"resourceType": "%s", "subject": {"reference": "Patient/%s"}, "code": %s}'
+             % (kind, pid, t1d) for kind in (b"Condition", b"Observation")
+             for pid in (b"p1", b"p2")] * 3
+    reader = LineReader(RULES)
+    kept = [(n, found.resource_type, found.patient_id)
+            for n, _, found in reader.read(enumerate(lines, 1)) if isinstance(found, Keyed)]
+    # Type 1 diabetes is read as a diagnosis, not as a lab: Observations pass over.
+    assert kept == [(n, "Condition", pid) for start in (1, 5, 9)
+                    for n, pid in ((start, "p1"), (start + 1, "p2"))]
+    assert reader.take_passed() == {("p1", "Observation"): [3, 7, 11],
+                                    ("p2", "Observation"): [4, 8, 12]}

@@ -3,8 +3,10 @@
 Phase 1 reads every line once and appends it to one of N partition files chosen by
 a stable hash (CRC-32) of its Patient id, so all of a patient's lines, from every
 file of the export, land in the same partition. Phase 2 loads one partition at a
-time (about ``PARTITION_BYTES``), groups it in a dict and screens each patient.
-Peak memory is set by the partition size, not by the export: N grows with it.
+time, groups it in a dict and screens each patient. N is the export's size over
+``PARTITION_BYTES``, so a partition holds at most about that much even when nothing
+is passed over (usually it holds a few percent of it). Peak memory is set by the
+partition size, not by the export: N grows with it.
 
 Why partitions rather than SQLite: the work is one sequential write and one
 sequential read per line, with no index to maintain (SQLite would keep a B-tree on

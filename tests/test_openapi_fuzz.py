@@ -8,6 +8,7 @@ from typing import Any
 
 import hypothesis
 import jsonschema_rs
+import orjson
 import pytest
 import responses
 import schemathesis
@@ -22,6 +23,7 @@ from service.cds import schemas as cds_schemas
 from service.edge import openapi_schemas
 from service.edge.openapi import openapi_document, registered_paths
 from service.screening.record import ACCEPTED_BUNDLE_TYPES
+from service.serving.answers import server_answer
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,31 @@ def test_every_fhir_error_is_an_operation_outcome_in_the_document(live_app: Flas
     for status in ("400", "401", "413", "415", "422"):
         schema = operation["responses"][status]["content"]["application/fhir+json"]["schema"]
         assert schema["$ref"].endswith("/OperationOutcome")
+
+
+@pytest.mark.parametrize("status", [408, 414, 431, 501, 503])
+def test_the_servers_own_answers_are_documented_as_it_gives_them(
+        live_app: Flask, status: int) -> None:
+    """Answers the HTTP server gives before or instead of the app (a slow body, a long
+    request line, a stuck worker) are documented on every operation, in the form and
+    media type ``server_answer`` really sends for that path."""
+    document = openapi_document(live_app)
+    components = _json_schema(document["components"])
+    for path, operations in document["paths"].items():
+        if path == "/readyz":
+            continue  # its 503 is the readiness answer (never a 60 s request)
+        concrete = path.replace("{type}", "ValueSet").replace("{id}", "x").replace(
+            "{name}", "index.html")
+        # A request line too long is refused before its path is trusted (channel.py).
+        _, headers, body = server_answer(status, "refused",
+                                         path=None if status == 414 else concrete)
+        media = dict(headers)["Content-Type"]
+        for method, operation in operations.items():
+            answer = operation["responses"].get(str(status))
+            assert answer is not None, f"{method} {path} does not document {status}"
+            schema = answer["content"][media]["schema"]
+            validator = jsonschema_rs.validator_for({**schema, "components": components})
+            assert validator.is_valid(orjson.loads(body)), f"{method} {path} {status}"
 
 
 def test_the_public_base_url_is_the_documented_server(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 The bodies are in :mod:`.openapi_schemas`, as strict as the validation behind each
 endpoint; FHIR resources inside them are objects with a ``resourceType`` (their full
 shape is the FHIR R4 specification's and the profiles' in ``fhir_profiles/``). Errors
-are an OperationOutcome under ``/fhir`` and ``{"error": ...}`` elsewhere. Paths whose
+are an OperationOutcome under ``/fhir`` and ``{"error": ...}`` elsewhere; every operation
+also lists the answers the HTTP server gives before or instead of the app (408, 414,
+431, 501, and 503 for a stuck worker). Paths whose
 endpoint this app does not register are left out, so the document never promises
 what the running service cannot do.
 """
@@ -254,6 +256,37 @@ _PATHS: dict[str, Any] = {
 }
 
 
+def _server_answers(path: str) -> dict[str, Any]:
+    """What the HTTP server itself answers on any path, before or instead of the app
+    (``service/serving/answers.py``): an OperationOutcome under ``/fhir``, else an error
+    object. A request line too long has no path that can be trusted, so its 414 is
+    always the error object."""
+    fhir = path.startswith("/fhir/")
+    answer = _outcome if fhir else _cds_error
+    return {
+        "408": answer("the request did not arrive whole within IPEX_REQUEST_TIMEOUT_S"),
+        "414": _cds_error("the request line is longer than 8190 bytes"),
+        "431": answer("the request headers are larger than the server's limit"),
+        "501": answer("a Transfer-Encoding other than chunked"),
+        "503": answer("the request ran past IPEX_WORKER_TIMEOUT_S; the worker is replaced; "
+                      "try again"),
+    }
+
+
+def _documented(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation with the server's own answers added to those the app gives; where
+    both can give one status (503), the descriptions are joined."""
+    responses = dict(operation["responses"])
+    for status, answer in _server_answers(path).items():
+        own = responses.get(status)
+        if own is None:
+            responses[status] = answer
+        elif own.get("content") == answer["content"]:
+            responses[status] = {**own, "description": f"{own['description']}; or "
+                                 f"{answer['description']}"}
+    return {**operation, "responses": responses}
+
+
 def _rule_to_path(rule: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
@@ -278,7 +311,8 @@ def openapi_document(app: Flask, *, server_url: str | None = None) -> dict[str, 
     """The document for this app: the endpoints it registers, as described above."""
     registered = registered_paths(app)
     paths = {
-        path: {m: op for m, op in operations.items() if m in registered.get(path, set())}
+        path: {m: _documented(path, op) for m, op in operations.items()
+               if m in registered.get(path, set())}
         for path, operations in _PATHS.items()
         if path in registered
     }

@@ -55,8 +55,6 @@ class Keyed:
     patient_id: str
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Unusable:
     """A line that cannot be screened: ``kind`` for counting, ``reason`` for a person."""

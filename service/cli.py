@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Screen FHIR Bundle files. One file prints its RiskAssessment (a "
                     "collection Bundle of them when it holds several patients); several "
                     "files print one collection Bundle of every RiskAssessment, each "
-                    "entry's fullUrl naming its file and patient (file:///path#Patient/x).")
+                    "entry's fullUrl naming its file and patient (file:///path#Patient/x). "
+                    "A scenario or published-case file of tests/data/ is screened as its "
+                    "test screens it: its bundle, as of its asOf unless --as-of is given.")
     screen.add_argument("files", nargs="+", metavar="FILE")
     screen.add_argument("--as-of", type=_date, default=None,
                         help="screen as of this date (YYYY-MM-DD; default today)")
@@ -129,6 +131,28 @@ def _file_url(name: str) -> str:
     return "file:///dev/stdin" if name == "-" else Path(name).resolve().as_uri()
 
 
+def _test_case(name: str, body: Any, as_of: dt.date | None) -> tuple[Any, dt.date | None]:
+    """A scenario or published-case file of ``tests/data/`` (a FHIR Bundle under
+    ``bundle``, its screening date under ``asOf``) is screened as the test screens it:
+    its Bundle, as of its date unless ``--as-of`` says otherwise. Anything else is
+    returned as it is."""
+    if not (isinstance(body, dict) and "resourceType" not in body
+            and isinstance(body.get("bundle"), dict)
+            and body["bundle"].get("resourceType") == "Bundle"):
+        return body, as_of
+    day = as_of
+    if day is None and isinstance(body.get("asOf"), str):
+        try:
+            day = dt.date.fromisoformat(body["asOf"])
+        except ValueError:
+            day = None
+    print(f"ipex-screen: {name}: a test case file: screening its bundle as of "
+          f"{day.isoformat() if day else 'today'}"
+          f"{'' if as_of else ' (its asOf; --as-of to change)' if day else ''}",
+          file=sys.stderr)
+    return body["bundle"], day
+
+
 def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     from .edge.fhir_json import parse_json
     from .runtime import Runtime
@@ -140,8 +164,8 @@ def _screen(files: list[str], *, as_of: dt.date | None, explain: bool) -> int:
     failed = False
     for name in files:
         try:
-            body = parse_json(_read(name))
-            results = runtime.screen(body, as_of=as_of)
+            body, day = _test_case(name, parse_json(_read(name)), as_of)
+            results = runtime.screen(body, as_of=day)
         except OSError as exc:
             failed = True
             _fail(name, f"cannot read the file: {exc.strerror or exc}", "not-found")

@@ -67,6 +67,32 @@ def test_one_file_prints_its_risk_assessment(tmp_path: Path,
         "Condition/derm", "Condition/dm", "Condition/ent"]
 
 
+@pytest.mark.parametrize("name", ["classic-infant-boy-triad",
+                                  "explained-celiac-t1d-school-age-persisting-diarrhea-low"])
+def test_a_scenario_file_screens_as_its_test_does(
+        name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario file is screened as it is: its Bundle, as of its asOf, said on stderr."""
+    path = next(p for p in scenario_files() if p.stem == name)
+    scenario = load_scenario(path)
+    code, out, err = _run(["screen", str(path)], capsys)
+    assert code == 0, err
+    assert _risk(json.loads(out)) == scenario.expect[0]["tier"]
+    assert f"as of {scenario.as_of.isoformat()} (its asOf" in err
+
+
+def test_a_published_case_file_screens_as_its_label_says(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parent / "data" / "published" / "ipex-rubiocabezas2009-r337q.json"
+    case = json.loads(path.read_text(encoding="utf-8"))
+    code, out, _ = _run(["screen", str(path)], capsys)
+    assert code == 0
+    assert _risk(json.loads(out)) == case["expected"]["tier"]
+    # --as-of wins over the file's date: before the child was born, nothing counts yet.
+    code, out, err = _run(["screen", str(path), "--as-of", "2000-01-01"], capsys)
+    assert "as of 2000-01-01" in err
+    assert _risk(json.loads(out)) == "low"
+
+
 def test_two_files_print_a_collection_bundle(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     high, scenario = _bundle_file(tmp_path, "classic-infant-boy-triad")
